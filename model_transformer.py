@@ -1,0 +1,224 @@
+"""Skeleton transformer: the encoder shared with MAMP pre-training, and the action classifier built on it.
+
+A skeleton sequence x has the layout (N, C, T, V, M): N samples, C=3 coordinates, T frames, V joints, M bodies.
+Each body is encoded on its own, as one of N*M sequences of L = (T / t_patch_size) * (V / patch_size) tokens,
+one token per patch of t_patch_size frames x patch_size joints.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import trunc_normal_
+from timm.models.vision_transformer import Block
+
+from util.checkpoint import load_checkpoint
+
+NORM_LAYERS = {'LayerNorm': nn.LayerNorm, 'nn.LayerNorm': nn.LayerNorm}
+
+
+def resolve_norm_layer(norm_layer):
+    """The norm layer class, given as a class or by name (as YAML configs give it)."""
+    if isinstance(norm_layer, str):
+        if norm_layer not in NORM_LAYERS:
+            raise ValueError(f"norm_layer={norm_layer!r}: expected one of {sorted(NORM_LAYERS)}")
+        return NORM_LAYERS[norm_layer]
+    return norm_layer
+
+
+def make_blocks(dim, depth, num_heads, mlp_ratio, qkv_bias, qk_scale, drop_rate, attn_drop_rate, drop_path_rate,
+                norm_layer):
+    """`depth` pre-norm transformer blocks with stochastic depth rising linearly to `drop_path_rate`.
+
+    `qk_scale` is accepted as the official configs give it (None, or the string 'None' from YAML):
+    attention always scales by head_dim ** -0.5.
+    """
+    if qk_scale not in (None, 'None'):
+        raise ValueError(f"qk_scale={qk_scale!r} is not supported: expected None (scale head_dim ** -0.5)")
+    dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+    return nn.ModuleList([
+        Block(dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, proj_drop=drop_rate, attn_drop=attn_drop_rate,
+              drop_path=dpr[i], norm_layer=norm_layer)
+        for i in range(depth)])
+
+
+def init_weights(module):
+    """Xavier-uniform Linear weights and zero biases, LayerNorm weight 1 and bias 0 (to be used with .apply)."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class SkeletonEmbed(nn.Module):
+    """Maps each patch of t_patch_size frames x patch_size joints to one dim_feat token."""
+
+    def __init__(self, dim_in, dim_feat, patch_size, t_patch_size):
+        super().__init__()
+        patch = (t_patch_size, patch_size)
+        self.proj = nn.Conv2d(dim_in, dim_feat, kernel_size=patch, stride=patch)
+        # initialise like a Linear on the flattened patch
+        nn.init.xavier_uniform_(self.proj.weight.view(dim_feat, -1))
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x):
+        """(N*M, C, T, V) -> (N*M, T/t_patch_size, V/patch_size, dim_feat)"""
+        return self.proj(x).permute(0, 2, 3, 1)
+
+
+class SkeletonEncoder(nn.Module):
+    """Patch embedding, learned temporal and joint embeddings, transformer blocks and a final norm."""
+
+    def __init__(self, dim_in=3, dim_feat=256, depth=8, num_heads=8, mlp_ratio=4, num_frames=120, num_joints=25,
+                 patch_size=1, t_patch_size=4, qkv_bias=True, qk_scale=None, drop_rate=0., attn_drop_rate=0.,
+                 drop_path_rate=0., norm_layer=nn.LayerNorm):
+        super().__init__()
+        if num_frames % t_patch_size or num_joints % patch_size:
+            raise ValueError(f"num_frames={num_frames} must be divisible by t_patch_size={t_patch_size} and "
+                             f"num_joints={num_joints} by patch_size={patch_size}")
+        self.dim_in, self.num_frames, self.num_joints = dim_in, num_frames, num_joints
+        self.patch_size, self.t_patch_size = patch_size, t_patch_size
+        self.grid = (num_frames // t_patch_size, num_joints // patch_size)  # (TP, VP)
+        self.temp_embed = nn.Parameter(torch.zeros(1, self.grid[0], 1, dim_feat))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1, self.grid[1], dim_feat))
+        trunc_normal_(self.temp_embed, std=.02)
+        trunc_normal_(self.pos_embed, std=.02)
+        self.joints_embed = SkeletonEmbed(dim_in, dim_feat, patch_size, t_patch_size)
+        self.norm_layer = resolve_norm_layer(norm_layer)
+        self.blocks = make_blocks(dim_feat, depth, num_heads, mlp_ratio, qkv_bias, qk_scale, drop_rate,
+                                  attn_drop_rate, drop_path_rate, self.norm_layer)
+        self.norm = self.norm_layer(dim_feat)
+
+    def check_input(self, x):
+        """Raise a ValueError unless x has the layout (N, dim_in, num_frames, num_joints, M)."""
+        if x.ndim != 5 or x.shape[1:4] != (self.dim_in, self.num_frames, self.num_joints):
+            raise ValueError(f"expected a skeleton batch of shape (N, C={self.dim_in}, T={self.num_frames}, "
+                             f"V={self.num_joints}, M), got {tuple(x.shape)}")
+
+    def embed(self, x):
+        """(N, C, T, V, M) -> tokens (N*M, L, dim_feat) with the temporal and joint embeddings added."""
+        self.check_input(x)
+        N, C, T, V, M = x.shape
+        x = x.permute(0, 4, 1, 2, 3).reshape(N * M, C, T, V)
+        x = self.joints_embed(x) + self.temp_embed + self.pos_embed
+        return x.flatten(1, 2)
+
+    def encode(self, x):
+        """Transformer blocks and final norm over tokens (N*M, L', dim_feat)."""
+        for blk in self.blocks:
+            x = blk(x)
+        return self.norm(x)
+
+    def patchify(self, x):
+        """(N, C, T, V, M) -> (N*M, L, t_patch_size * patch_size * C), values ordered (frame, joint, coordinate)."""
+        N, C, T, V, M = x.shape
+        (TP, VP), u, p = self.grid, self.t_patch_size, self.patch_size
+        x = x.reshape(N, C, TP, u, VP, p, M).permute(0, 6, 2, 4, 3, 5, 1)
+        return x.reshape(N * M, TP * VP, u * p * C)
+
+
+def param_layer_id(name, num_layers):
+    """Layer index of a parameter for layer-wise lr decay: embeddings 0, blocks.i i+1, the rest num_layers."""
+    if name.split('.')[0] in ('joints_embed', 'temp_embed', 'pos_embed', 'mask_token'):
+        return 0
+    if name.startswith('blocks.'):
+        return int(name.split('.')[1]) + 1
+    return num_layers
+
+
+class LinearHead(nn.Module):
+    """Linear-probe head: mean over bodies, time and joints, then one Linear."""
+
+    def __init__(self, dim_feat, num_classes):
+        super().__init__()
+        self.fc = nn.Linear(dim_feat, num_classes)
+
+    def forward(self, feat):
+        """(N, M, TP, VP, dim_feat) -> (N, num_classes)"""
+        return self.fc(feat.mean(dim=(1, 2, 3)))
+
+
+class FinetuneHead(nn.Module):
+    """Fine-tuning head: dropout, mean over time, joints x channels flattened, mean over bodies, then an MLP."""
+
+    def __init__(self, dim_feat, num_joints, num_classes, hidden_dim=2048, dropout=0.3):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.bn = nn.BatchNorm1d(hidden_dim)
+        self.relu = nn.ReLU(inplace=True)
+        self.fc1 = nn.Linear(dim_feat * num_joints, hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, num_classes)
+
+    def forward(self, feat):
+        """(N, M, TP, VP, dim_feat) -> (N, num_classes)"""
+        feat = self.dropout(feat).mean(dim=2).flatten(2).mean(dim=1)
+        return self.fc2(self.relu(self.bn(self.fc1(feat))))
+
+
+class SkeletonTransformer(SkeletonEncoder):
+    """Action classifier: the skeleton encoder and a head chosen by `protocol` ('linprobe' or 'finetune')."""
+
+    def __init__(self, dim_in=3, num_classes=60, dim_feat=256, depth=8, num_heads=8, mlp_ratio=4, num_frames=120,
+                 num_joints=25, patch_size=1, t_patch_size=4, qkv_bias=True, qk_scale=None, drop_rate=0.,
+                 attn_drop_rate=0., drop_path_rate=0., norm_layer=nn.LayerNorm, protocol='linprobe'):
+        super().__init__(dim_in, dim_feat, depth, num_heads, mlp_ratio, num_frames, num_joints, patch_size,
+                         t_patch_size, qkv_bias, qk_scale, drop_rate, attn_drop_rate, drop_path_rate, norm_layer)
+        if protocol == 'linprobe':
+            self.head = LinearHead(dim_feat, num_classes)
+        elif protocol == 'finetune':
+            self.head = FinetuneHead(dim_feat, num_joints // patch_size, num_classes)
+        else:
+            raise ValueError(f"protocol={protocol!r}: expected 'linprobe' or 'finetune'")
+        self.apply(init_weights)
+
+    def forward_features(self, x):
+        """(N, C, T, V, M) -> normed features (N, M, T/t_patch_size, V/patch_size, dim_feat)"""
+        N, M = x.shape[0], x.shape[-1]
+        return self.encode(self.embed(x)).reshape(N, M, *self.grid, -1)
+
+    def forward(self, x):
+        """(N, C, T, V, M) -> logits (N, num_classes)"""
+        return self.head(self.forward_features(x))
+
+    @torch.jit.ignore
+    def no_weight_decay(self):
+        return {'temp_embed', 'pos_embed'}
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse=False):
+        """Layer grouping for timm's layer-wise lr decay (see param_layer_id)."""
+        return lambda name: param_layer_id(name, len(self.blocks) + 1)
+
+
+def load_pretrained(model, checkpoint):
+    """Load a pre-training (or classification) checkpoint into a SkeletonTransformer.
+
+    `checkpoint` is a path or a dict, with or without the 'model' wrapper key. Decoder weights, the mask
+    token and head weights the model does not have (or has with another shape) are dropped; temp_embed is
+    bicubically interpolated when the checkpoint was trained with another number of frames. Returns the
+    result of load_state_dict(strict=False); raises a KeyError naming any missing weight outside the head.
+    """
+    name = 'checkpoint' if isinstance(checkpoint, dict) else str(checkpoint)
+    state = load_checkpoint(checkpoint)
+    state = dict(state.get('model', state))
+    own = model.state_dict()
+    dropped = [k for k in state if k.startswith('decoder') or k == 'mask_token'
+               or (k.startswith('head.') and (k not in own or state[k].shape != own[k].shape))]
+    for k in dropped:
+        del state[k]
+    if dropped:
+        print(f"load_pretrained: dropped from {name}: {', '.join(dropped)}")
+    if 'temp_embed' in state and state['temp_embed'].shape != own['temp_embed'].shape:
+        old = state['temp_embed']
+        new = F.interpolate(old.permute(0, 3, 1, 2), size=own['temp_embed'].shape[1:3], mode='bicubic',
+                            align_corners=False).permute(0, 2, 3, 1)
+        print(f"load_pretrained: interpolated temp_embed from {tuple(old.shape)} to {tuple(new.shape)}")
+        state['temp_embed'] = new
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith('head.')]
+    if missing:
+        raise KeyError(f"{name} lacks weights the model needs: {', '.join(missing)}")
+    if result.unexpected_keys:
+        print(f"load_pretrained: ignored unexpected keys in {name}: {', '.join(result.unexpected_keys)}")
+    return result
