@@ -182,10 +182,6 @@ class SkeletonTransformer(SkeletonEncoder):
         return self.head(self.forward_features(x))
 
     @torch.jit.ignore
-    def no_weight_decay(self):
-        return {'temp_embed', 'pos_embed'}
-
-    @torch.jit.ignore
     def group_matcher(self, coarse=False):
         """Layer grouping for timm's layer-wise lr decay (see param_layer_id)."""
         return lambda name: param_layer_id(name, len(self.blocks) + 1)

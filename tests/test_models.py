@@ -244,8 +244,7 @@ def test_yaml_style_arguments():
 
 def test_layer_decay_groups():
     model = SkeletonTransformer(**TINY)
-    groups = param_groups_layer_decay(model, weight_decay=0.05, layer_decay=0.5,
-                                      no_weight_decay_list=model.no_weight_decay())
+    groups = param_groups_layer_decay(model, weight_decay=0.05, layer_decay=0.5)
     scale = {n: g['lr_scale'] for g in groups for n, p in model.named_parameters()
              if any(p is q for q in g['params'])}
     decay = {n: g['weight_decay'] for g in groups for n, p in model.named_parameters()
@@ -253,8 +252,8 @@ def test_layer_decay_groups():
     assert scale['joints_embed.proj.weight'] == scale['temp_embed'] == scale['pos_embed'] == 0.5 ** 3
     assert scale['blocks.0.attn.qkv.weight'] == 0.5 ** 2 and scale['blocks.1.mlp.fc2.bias'] == 0.5
     assert scale['norm.weight'] == scale['head.fc.weight'] == 1
-    assert decay['temp_embed'] == decay['pos_embed'] == decay['norm.weight'] == 0
-    assert decay['blocks.0.attn.qkv.weight'] == decay['head.fc.weight'] == 0.05
+    assert decay['norm.weight'] == decay['blocks.0.attn.qkv.bias'] == 0
+    assert decay['temp_embed'] == decay['blocks.0.attn.qkv.weight'] == decay['head.fc.weight'] == 0.05
 
 
 # ---------------------------------------------------------------- checkpoints
