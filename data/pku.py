@@ -1,0 +1,187 @@
+"""PKU-MMD Phase I / II skeleton and label files -> the published training arrays.
+
+Download PKU-MMD (https://www.icst.pku.edu.cn/struct/Projects/PKUMMD.html) and arrange each phase as
+
+    data/pku_raw/v1/
+        skeleton/0002-L.txt ...     # one line per frame: 2 bodies x 25 joints x (x, y, z)
+        label/0002-L.txt ...        # one line per action instance: label,start,end,confidence
+        cross-subject.txt           # split files (also accepted: cross_subject.txt, cross_subject_v2.txt,
+        cross-view.txt              #  cross_view.txt, cross_view_v2.txt)
+    data/pku_raw/v2/                # the same for Phase II
+
+then run
+
+    python -m data.pku --phase 1 --raw-dir data/pku_raw/v1 --out-dir data/pku_v1
+    python -m data.pku --phase 2 --raw-dir data/pku_raw/v2 --out-dir data/pku_v2
+
+which write `PKUv1_XSub.npz`, `PKUv1_XView.npz` (or `PKUv2_*`): `x_train`, `x_test` (N, 300, 150) float32,
+one-hot `y_train`, `y_test` (51 classes) float64, and `names_train`, `names_test` (`<video>_<k>`, the k-th
+label line of the video, from 0). Every label line is a sample: skeleton frames [start, end) (label
+numbers used directly as row indices), cut to 300 frames, zero-padded, values as in the file (no
+centring or denoising); instances with no data (all zero) are skipped. A video is in the training part
+when the split file lists it on its second line. Workers, cache, --skip-bad and --overwrite work as in
+data.ntu.
+"""
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from data.pipeline import (BadInput, DataError, Rows, check_outputs, load_cached, one_hot, print_report,
+                           run_command, run_jobs, write_npz)
+from data.text_numbers import NotANumber, TextTokens
+
+NUM_CLASSES = 51
+FRAME_VALUES = 150  # 2 bodies x 25 joints x 3
+MAX_FRAMES = 300
+CACHE_VERSION = 1
+BENCHMARKS = {"XSub": "subject", "XView": "view"}
+
+
+def read_pku_skeleton(path):
+    """(frames, 150) float64 values of a skeleton file; blank lines are ignored."""
+    with open(path, "rb") as f:
+        tokens = TextTokens(f.read())
+    lines = np.flatnonzero(tokens.count)
+    wrong = lines[tokens.count[lines] != FRAME_VALUES]
+    if wrong.size:
+        raise BadInput(path, wrong[0] + 1, f"expected {FRAME_VALUES} numbers, found {tokens.count[wrong[0]]}")
+    try:
+        return tokens.floats(tokens.first[lines][:, None] + np.arange(FRAME_VALUES))
+    except NotANumber as e:
+        raise BadInput(path, tokens.line_of(e.index) + 1, f"{e.text!r} is not a number") from None
+
+
+def read_labels(path):
+    """[(line index k, 0-based label, start, end)] of a label file `label,start,end,confidence`."""
+    instances = []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            fields = [field.strip() for field in line.split(",")]
+            try:
+                if len(fields) != 4:
+                    raise ValueError
+                label, start, end = map(int, fields[:3])
+                float(fields[3])
+            except ValueError:
+                raise BadInput(path, number, f"expected label,start,end,confidence (integers, then a number), "
+                                             f"found {line.strip()!r}") from None
+            if not 1 <= label <= NUM_CLASSES or start < 0 or end < 0:
+                raise BadInput(path, number, f"expected a label in 1..{NUM_CLASSES} and non-negative frames, "
+                                             f"found {line.strip()!r}")
+            instances.append((len(instances), label - 1, start, end))
+    return instances
+
+
+def find_split_file(raw_dir, kind, phase):
+    """The split file of `kind` ('subject' or 'view') in raw_dir, under any of its published spellings."""
+    suffixes = ("", "_v2") if phase == 1 else ("_v2", "")
+    names = [f"cross{sep}{kind}{suffix}.txt" for suffix in suffixes for sep in "-_"]
+    for name in names:
+        if (Path(raw_dir) / name).is_file():
+            return Path(raw_dir) / name
+    raise DataError(f"{raw_dir}: no split file for cross-{kind} (looked for {', '.join(names)})")
+
+
+def read_split(path):
+    """Set of training videos: line 2 of a split file, names separated by ', '."""
+    with open(path) as f:
+        lines = f.read().splitlines()
+    videos = {v.strip() for v in lines[1].split(",") if v.strip()} if len(lines) > 1 else set()
+    if not videos:
+        raise BadInput(path, 2, "expected the training videos on line 2, separated by ', ' (found none)")
+    return videos
+
+
+def process_video(path):
+    """All instances of one video: ({'frames', 'lengths', 'labels', 'lines'}, stats).
+
+    frames: the kept instances' frames one after another, (sum of lengths, 150) float32.
+    """
+    path = Path(path)
+    label_path = path.parent.parent / "label" / path.name
+    if not label_path.is_file():
+        raise BadInput(path, None, f"no label file {label_path}")
+    instances = read_labels(label_path)
+    skeleton = read_pku_skeleton(path)
+    kept, frames = [], []
+    for k, label, start, end in instances:
+        data = skeleton[start:end][:MAX_FRAMES].astype(np.float32)
+        if data.sum() == 0:
+            continue
+        kept.append((k, label, len(data)))
+        frames.append(data)
+    arrays = {"frames": np.concatenate(frames) if frames else np.zeros((0, FRAME_VALUES), np.float32),
+              "lines": np.array([k for k, _, _ in kept], dtype=np.int64),
+              "labels": np.array([label for _, label, _ in kept], dtype=np.int64),
+              "lengths": np.array([length for _, _, length in kept], dtype=np.int64)}
+    return arrays, {"instances": len(instances), "empty": len(instances) - len(kept)}
+
+
+def write_benchmark(path, videos, train_videos, cache_dir):
+    """Write one benchmark's .npz from the cached videos. Returns (train, test) sizes."""
+    arrays, sizes = {}, []
+    for part, in_part in (("train", True), ("test", False)):
+        part_videos = [v for v in videos if (v in train_videos) == in_part]
+        cached = {v: load_cached(cache_dir, v) for v in part_videos}
+        names = [f"{v}_{k}" for v in part_videos for k in cached[v]["lines"]]
+        labels = np.concatenate([cached[v]["labels"] for v in part_videos] or [np.zeros(0, np.int64)])
+
+        def samples(part_videos=part_videos, cached=cached, part=part):
+            for v in tqdm(part_videos, desc=f"{path.name} {part}", unit="video", dynamic_ncols=True):
+                offsets = np.cumsum(cached[v]["lengths"])
+                for block in np.split(cached[v]["frames"], offsets[:-1]):
+                    out = np.zeros((1, MAX_FRAMES, FRAME_VALUES), np.float32)
+                    out[0, :len(block)] = block
+                    yield out
+
+        arrays[f"x_{part}"] = Rows((len(names), MAX_FRAMES, FRAME_VALUES), np.float32, samples())
+        arrays[f"y_{part}"] = one_hot(labels, NUM_CLASSES)
+        arrays[f"names_{part}"] = np.array(names, dtype=str)
+        sizes.append(len(names))
+    write_npz(path, arrays)
+    return tuple(sizes)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m data.pku", description=__doc__.split("\n")[0])
+    parser.add_argument("--phase", type=int, choices=(1, 2), required=True)
+    parser.add_argument("--raw-dir", required=True, help="folder holding skeleton/, label/ and the split files")
+    parser.add_argument("--out-dir", required=True)
+    parser.add_argument("--cache-dir", help="per-video results (default: <out-dir>/cache)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--skip-bad", action="store_true", help="skip malformed videos (listed) instead of stopping")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    args = parser.parse_args(argv)
+
+    raw_dir, out_dir = Path(args.raw_dir), Path(args.out_dir)
+    outputs = {bench: out_dir / f"PKUv{args.phase}_{bench}.npz" for bench in BENCHMARKS}
+    check_outputs(outputs.values(), args.overwrite)
+    splits = {bench: read_split(find_split_file(raw_dir, kind, args.phase)) for bench, kind in BENCHMARKS.items()}
+    skeleton_dir = raw_dir / "skeleton"
+    paths = sorted(skeleton_dir.glob("*.txt")) if skeleton_dir.is_dir() else []
+    if not paths:
+        raise DataError(f"{skeleton_dir}: no skeleton .txt files")
+    cache_dir = Path(args.cache_dir or out_dir / "cache")
+    results, bad = run_jobs(process_video, paths, [p.stem for p in paths], cache_dir, args.workers,
+                            args.skip_bad, CACHE_VERSION, desc=f"PKU-MMD phase {args.phase} videos")
+    videos = list(results)
+    if not videos:
+        raise DataError("no video left to write")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sizes = {bench: write_benchmark(outputs[bench], videos, splits[bench], cache_dir) for bench in BENCHMARKS}
+
+    counts = [("videos read", len(paths)),
+              ("videos skipped: malformed", len(bad)),
+              ("instances", sum(s["instances"] for s in results.values())),
+              ("instances skipped: no data", sum(s["empty"] for s in results.values()))]
+    counts += [(outputs[b].name, f"train {tr}, test {te}") for b, (tr, te) in sizes.items()]
+    print_report(f"PKU-MMD phase {args.phase}: {out_dir}", counts, {"malformed": list(bad.values())})
+
+
+if __name__ == "__main__":
+    run_command(main)
