@@ -1,0 +1,40 @@
+"""Classification epoch (linear probe and fine-tuning) and the test-set evaluation."""
+import torch
+import torch.nn.functional as F
+
+from util import dist, engine, misc
+
+
+def train_one_epoch(model, criterion, data_loader, optimizer, device, epoch, loss_scaler, args, log_writer=None,
+                    augment=None):
+    """One epoch of `criterion(model(samples), labels)` over (samples (N, 3, T, 25, 2), labels, index) batches."""
+    def compute_loss(samples, targets):
+        return criterion(model(samples), targets)
+
+    return engine.train_one_epoch(model, compute_loss, data_loader, optimizer, device, epoch, loss_scaler, args,
+                                  log_writer, augment)
+
+
+@torch.no_grad()
+def evaluate(data_loader, model, device, args):
+    """Cross-entropy and top-1 / top-5 accuracy (%) over every test sample exactly once.
+
+    With --dist_eval each rank holds a disjoint shard and the sums of losses, hits and samples are added
+    over ranks; the only host read-back is at the end.
+    """
+    model.eval()
+    totals = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, top-1 hits, top-5 hits, samples
+    for samples, targets, _ in engine.progress(data_loader, 'Test', leave=False):
+        samples = samples.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
+        with misc.autocast(args, device):
+            logits = model(samples)
+        logits = logits.float()
+        hits = logits.topk(min(5, logits.shape[1]), dim=1).indices.eq(targets[:, None])
+        totals += torch.stack([F.cross_entropy(logits, targets, reduction='sum'), hits[:, 0].sum(),
+                               hits.any(dim=1).sum(), torch.tensor(len(targets), device=device)]).double()
+    if args.dist_eval:
+        dist.all_reduce_sum(totals)
+    loss, top1, top5, count = totals.tolist()
+    return {'loss': loss / count, 'acc1': 100 * top1 / count, 'acc5': 100 * top5 / count,
+            'num_samples': int(count)}

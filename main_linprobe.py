@@ -1,0 +1,37 @@
+"""Linear probe: a frozen pre-trained encoder (in eval mode), non-affine BatchNorm and a linear classifier.
+
+    torchrun --nproc_per_node=4 main_linprobe.py --config config/ntu60_xsub/linear.yaml \
+        --finetune output/ntu60_xsub/pretrain_mamp/checkpoint-399.pth --output_dir output/ntu60_xsub/linear \
+        --dist_eval
+"""
+import torch
+import torch.nn as nn
+from timm.layers import trunc_normal_
+
+import engine_finetune
+from util import config, runner
+
+
+def prepare_model(model):
+    """BatchNorm1d(affine=False, eps=1e-6) before the head's Linear, which alone is trained."""
+    fc = model.head.fc
+    trunc_normal_(fc.weight, std=0.01)
+    model.head.fc = nn.Sequential(nn.BatchNorm1d(fc.in_features, affine=False, eps=1e-6), fc)
+    model.requires_grad_(False)
+    model.head.requires_grad_(True)
+
+
+def make_optimizer(model, args):
+    """SGD with momentum 0.9 over the head."""
+    return torch.optim.SGD(model.head.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay,
+                           **runner.optimizer_options(args))
+
+
+def main(args):
+    criterion = nn.CrossEntropyLoss()
+    return runner.run(args, lambda **kw: engine_finetune.train_one_epoch(criterion=criterion, **kw),
+                      make_optimizer, evaluate=engine_finetune.evaluate, prepare_model=prepare_model)
+
+
+if __name__ == '__main__':
+    main(config.parse_args('linprobe'))

@@ -1,0 +1,64 @@
+"""Distributed training: process-group set-up from torchrun's environment, rank queries, rank-0-only printing."""
+import builtins
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def is_dist_avail_and_initialized():
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_world_size():
+    return dist.get_world_size() if is_dist_avail_and_initialized() else 1
+
+
+def get_rank():
+    return dist.get_rank() if is_dist_avail_and_initialized() else 0
+
+
+def is_main_process():
+    return get_rank() == 0
+
+
+def setup_for_distributed(is_master):
+    """Silence print() on every rank but rank 0 (print(..., force=True) still prints)."""
+    builtin_print = builtins.print
+
+    def print(*args, **kwargs):
+        force = kwargs.pop('force', False)
+        if is_master or force:
+            builtin_print(*args, **kwargs)
+
+    builtins.print = print
+
+
+def init_distributed_mode(device_type):
+    """Join the process group described by torchrun's RANK / WORLD_SIZE / LOCAL_RANK variables.
+
+    A plain `python` launch (no RANK in the environment) is a single process. NCCL is used on CUDA and gloo
+    on CPU. Returns the local rank (the CUDA device index of this process).
+    """
+    local_rank = int(os.environ.get('LOCAL_RANK', 0))
+    if 'RANK' in os.environ and 'WORLD_SIZE' in os.environ:
+        rank, world_size = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])
+        if device_type == 'cuda':
+            torch.cuda.set_device(local_rank)
+        backend = 'nccl' if device_type == 'cuda' else 'gloo'
+        print(f"| distributed init (rank {rank} of {world_size}, {backend})", flush=True)
+        dist.init_process_group(backend=backend, init_method='env://', world_size=world_size, rank=rank)
+    setup_for_distributed(get_rank() == 0)
+    return local_rank
+
+
+def all_reduce_sum(tensor):
+    """Sum `tensor` over ranks in place (no-op in a single process); returns it."""
+    if is_dist_avail_and_initialized():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def cleanup():
+    if is_dist_avail_and_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,153 @@
+"""The life of a training run, shared by main_pretrain.py, main_linprobe.py and main_finetune.py.
+
+set-up (device, processes, seeds, output folders, resolved config) -> datasets and loaders -> model (from a
+pre-training checkpoint with --finetune) -> optimiser -> DDP / torch.compile -> resume -> epochs of
+training, evaluation, log.txt, TensorBoard and checkpoints. The entry points give the parts that differ.
+"""
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.tensorboard import SummaryWriter
+
+from util import config, data, dist, misc
+
+
+def setup(args):
+    """Device, process group, output folders and the derived settings; returns the torch.device.
+
+    Derived: lr = blr * effective batch / 256 when no lr is given, num_workers (0 on CPU, up to 8 per
+    process on CUDA), pin_mem (on CUDA), log_dir (output_dir). The resolved config is written to
+    output_dir/config.yaml, except with --eval.
+    """
+    device = misc.resolve_device(args.device)
+    local_rank = dist.init_distributed_mode(device.type)
+    if device.type == 'cuda':
+        device = torch.device('cuda', local_rank)
+    world = dist.get_world_size()
+    eff_batch_size = args.batch_size * args.accum_iter * world
+    if args.lr is None:
+        args.lr = args.blr * eff_batch_size / 256
+    if args.num_workers is None:
+        per_process = len(os.sched_getaffinity(0)) // int(os.environ.get('LOCAL_WORLD_SIZE', 1))
+        args.num_workers = min(8, max(per_process - 1, 0)) if device.type == 'cuda' else 0
+    if args.pin_mem is None:
+        args.pin_mem = device.type == 'cuda'
+    args.log_dir = args.log_dir or args.output_dir
+    if misc.eval_only(args) and not misc.resume_path(args):
+        config.fail("--eval needs the checkpoint to evaluate: --resume PATH")
+    if dist.is_main_process() and not misc.eval_only(args):
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        Path(args.log_dir).mkdir(parents=True, exist_ok=True)
+        config.save_config(args, Path(args.output_dir) / 'config.yaml')
+    print(f"{Path(sys.argv[0]).name}: {world} process(es) on {device}, effective batch {eff_batch_size}, "
+          f"lr {args.lr:.3g}")
+    print(json.dumps(vars(args), default=str))
+    return device
+
+
+def build_model(args):
+    """The configured model; with --finetune (and nothing to resume) initialised from that checkpoint."""
+    model = config.import_class(args.model, f"{args.config}: model")(**args.model_args)
+    finetune = getattr(args, 'finetune', '')
+    if finetune and not misc.eval_only(args) and not misc.resume_path(args):
+        from model_transformer import load_pretrained
+        try:
+            load_pretrained(model, finetune)
+        except (FileNotFoundError, ValueError, KeyError) as e:
+            config.fail(f"--finetune {finetune}: {e}")
+        print(f"Loaded pre-trained weights from {finetune}")
+    return model
+
+
+def optimizer_options(args):
+    """Keyword arguments selecting the fused (default) or the foreach kernel of a torch optimiser."""
+    return {'fused': True} if args.fused_optim else {'foreach': True}
+
+
+def trim_log(args):
+    """Drop log.txt lines of epochs at or after args.start_epoch (written before an interrupted checkpoint)."""
+    path = Path(args.output_dir) / 'log.txt'
+    if not dist.is_main_process() or not path.is_file():
+        return
+    lines = [line for line in path.read_text().splitlines() if json.loads(line).get('epoch', -1) < args.start_epoch]
+    tmp = path.with_name(path.name + '.tmp')
+    tmp.write_text(''.join(line + '\n' for line in lines))
+    tmp.replace(path)
+
+
+def run(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None):
+    """Train (or with --eval only evaluate) as configured by `args`; returns the last stats.
+
+    train_one_epoch(model=, data_loader=, optimizer=, device=, epoch=, loss_scaler=, args=, log_writer=,
+    augment=) -> dict of train stats. make_optimizer(model, args) builds the optimiser over the model on its
+    device. evaluate(data_loader, model, device, args) -> dict with acc1 / acc5 / loss (classification only).
+    prepare_model(model) adapts the built model before it moves to the device (e.g. freezing).
+    """
+    device = setup(args)
+    dataset_train = data.build_dataset(args, 'train_feeder_args')
+    dataset_val = data.build_dataset(args, 'val_feeder_args') if evaluate else None
+    loader_train, loader_val = data.build_loaders(args, dataset_train, dataset_val)
+    augment = data.batch_augmenter(dataset_train) if args.gpu_aug else None
+
+    model = build_model(args)
+    if prepare_model is not None:
+        prepare_model(model)
+    model.to(device)
+    model_without_ddp = model
+    n_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print(f"Model {args.model}: {n_parameters / 1e6:.2f} M trainable parameters")
+    optimizer = make_optimizer(model, args)
+    if dist.get_world_size() > 1:
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
+    model_eval = model_without_ddp
+    if args.compile:
+        model, model_eval = torch.compile(model), torch.compile(model_without_ddp)
+    loss_scaler = misc.LossScaler(args, device)
+    checkpoint = misc.load_model(args, model_without_ddp, optimizer, loss_scaler) or {}
+    best = {'best_acc1': checkpoint.get('best_acc1', 0.), 'best_epoch': checkpoint.get('best_epoch', -1)}
+
+    if misc.eval_only(args):
+        test_stats = evaluate(loader_val, model_eval, device, args)
+        print(f"Accuracy of the network on the {test_stats['num_samples']} test samples: "
+              f"top-1 {test_stats['acc1']:.2f}%, top-5 {test_stats['acc5']:.2f}%")
+        print(json.dumps({f'test_{k}': v for k, v in test_stats.items()}))
+        dist.cleanup()
+        return test_stats
+
+    trim_log(args)
+    log_writer = SummaryWriter(log_dir=args.log_dir) if dist.is_main_process() else None
+    print(f"Start training for {args.epochs} epochs from epoch {args.start_epoch}")
+    start_time, stats = time.time(), {}
+    for epoch in range(args.start_epoch, args.epochs):
+        misc.seed_everything(args.seed, epoch, dist.get_rank())
+        loader_train.sampler.set_epoch(epoch)
+        train_stats = train_one_epoch(model=model, data_loader=loader_train, optimizer=optimizer, device=device,
+                                      epoch=epoch, loss_scaler=loss_scaler, args=args, log_writer=log_writer,
+                                      augment=augment)
+        stats = {**{f'train_{k}': v for k, v in train_stats.items()}, 'epoch': epoch, 'n_parameters': n_parameters}
+        scalars = {'perf/samples_per_s': train_stats['samples_per_s'], 'perf/epoch_time_s': train_stats['epoch_time']}
+        if evaluate is not None:
+            test_stats = evaluate(loader_val, model_eval, device, args)
+            if test_stats['acc1'] > best['best_acc1']:
+                best = {'best_acc1': test_stats['acc1'], 'best_epoch': epoch}
+            stats.update({f'test_{k}': v for k, v in test_stats.items()}, **best)
+            scalars.update({f'test/{k}': test_stats[k] for k in ('loss', 'acc1', 'acc5')})
+            print(f"Epoch {epoch}: accuracy on the {test_stats['num_samples']} test samples {test_stats['acc1']:.2f}% "
+                  f"(best {best['best_acc1']:.2f}% at epoch {best['best_epoch']})")
+        print(f"Epoch {epoch}: train loss {train_stats['loss']:.4f}, {train_stats['samples_per_s']:.1f} samples/s")
+        if log_writer is not None:
+            for tag, value in scalars.items():
+                log_writer.add_scalar(tag, value, epoch)
+            log_writer.flush()
+        misc.log_stats(args, stats)
+        misc.save_model(args, epoch, model_without_ddp, optimizer, loss_scaler, **best)
+    if log_writer is not None:
+        log_writer.close()
+    print(f"Training time {time.strftime('%H:%M:%S', time.gmtime(time.time() - start_time))}")
+    dist.cleanup()
+    return stats
