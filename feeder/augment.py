@@ -1,0 +1,156 @@
+"""Temporal crop-resize, rotation, bone and motion modalities on batches of skeleton sequences.
+
+Sequences are tensors (N, C=3, T, V=25, M=2) on any device, so that training can augment whole batches
+on the GPU. The per-sample feeder uses the same crop rules, rotation and modalities with N = 1, and
+resamples its one crop with the published `F.interpolate` call; `crop_resize` computes the same values
+for a batch of crops of different lengths. Both reproduce the published feeder bit for bit: on CPU, its
+`F.interpolate(..., mode='bilinear', align_corners=False)` computes the source position as
+fma(scale, j + 0.5, -0.5) and the output as fma(w0, x0, w1 * x1) in float32, and a product of two
+float32 numbers is exact in float64, so float64 arithmetic rounded to float32 gives the same values.
+"""
+import torch
+
+from data.skeleton import PARENTS
+
+MIN_CROP = 64  # the shortest random crop, in frames (published value)
+
+
+def centre_crop(valid_len, p):
+    """Remove int((1 - p) * valid / 2) frames at each end -> (offset, length).
+
+    valid_len: a number or a float64 tensor (N,); the results are of the same kind (float-valued).
+    """
+    bias = (1 - p) * valid_len / 2 // 1
+    return bias, valid_len - 2 * bias
+
+
+def crop_length(valid_len, ratio):
+    """min(max(floor(valid * ratio), 64), valid); numbers or float64 tensors (N,), float-valued."""
+    length = valid_len * ratio // 1
+    if torch.is_tensor(length):
+        return torch.minimum(length.clamp(min=MIN_CROP), valid_len)
+    return min(max(length, MIN_CROP), valid_len)
+
+
+def random_crop(valid_len, p_interval, generator=None):
+    """valid_len (N,) float64: ratio uniform in p_interval, length as `crop_length`, offset uniform
+    among the valid positions -> (offsets, lengths) (N,) int64."""
+    low, high = p_interval
+    ratio = torch.rand(valid_len.shape, dtype=torch.float64, device=valid_len.device, generator=generator)
+    lengths = crop_length(valid_len, ratio * (high - low) + low)
+    draw = torch.rand(valid_len.shape, dtype=torch.float64, device=valid_len.device, generator=generator)
+    offsets = (draw * (valid_len - lengths + 1)) // 1
+    return offsets.long(), lengths.long()
+
+
+def resample_weights(lengths, window):
+    """Linear resampling of `lengths` (N,) frames to `window` frames, as bilinear with align_corners=False.
+
+    Returns source indices i0, i1 (N, window) int64 and float32 weights w0, w1 (N, window): output frame
+    j = w0 * x[i0] + w1 * x[i1]. A length equal to the window copies the frames.
+    """
+    j = torch.arange(window, device=lengths.device, dtype=torch.float64)
+    scale = (lengths.float() / window).double()[:, None]
+    src = (scale * (j + 0.5) - 0.5).float().clamp(min=0)
+    last = (lengths - 1)[:, None]
+    i0 = torch.minimum(src.floor().long(), last)
+    w1 = (src - i0).clamp(0, 1)
+    same = (lengths == window)[:, None]
+    i0 = torch.where(same, j.long(), i0)
+    w1 = torch.where(same, torch.zeros_like(w1), w1)
+    i1 = i0 + (i0 < last).long()
+    return i0, i1, 1 - w1, w1
+
+
+def crop_resize(x, offsets, lengths, window):
+    """x (N, C, T, V, M), crop [offset, offset + length) per sample -> (N, C, window, V, M)."""
+    n, c, _, v, m = x.shape
+    i0, i1, w0, w1 = resample_weights(lengths, window)
+
+    def frames(idx):
+        idx = (offsets[:, None] + idx)[:, None, :, None, None].expand(n, c, window, v, m)
+        return torch.gather(x, 2, idx)
+
+    w0, w1 = w0[:, None, :, None, None], w1[:, None, :, None, None]
+    return (frames(i0).double() * w0.double() + (frames(i1) * w1).double()).float()
+
+
+_PARENTS = torch.tensor(PARENTS)
+
+
+def rotation_rows(cos, sin):
+    """Rows of R = Rz Ry Rx from the cosines and sines of the angles about x, y, z (numbers or arrays).
+
+    Rx = [[1, 0, 0], [0, cx, sx], [0, -sx, cx]], Ry = [[cy, 0, -sy], [0, 1, 0], [sy, 0, cy]],
+    Rz = [[cz, sz, 0], [-sz, cz, 0], [0, 0, 1]]. Written out, it rounds exactly like the published
+    float32 matrix product: every entry of Rz Ry is one product, every entry of R one product or the
+    sum of two.
+    """
+    cx, cy, cz = cos
+    sx, sy, sz = sin
+    rz_ry = ((cz * cy, sz, cz * -sy), (-sz * cy, cz, -sz * -sy), (sy, 0, cy))
+    return [(a, b * cx + c * -sx, b * sx + c * cx) for a, b, c in rz_ry]
+
+
+def rotation_matrix(angles):
+    """angles (N, 3) about x, y, z -> R = Rz Ry Rx (N, 3, 3)."""
+    rows = rotation_rows(angles.cos().unbind(1), angles.sin().unbind(1))
+    return torch.stack([torch.stack(row, dim=-1) for row in rows], dim=-2)
+
+
+def rotate(x, rot):
+    """Apply rot (N, 3, 3) to the (x, y, z) of every joint of x (N, 3, T, V, M), one matmul per sample."""
+    return torch.matmul(rot, x.reshape(x.shape[0], 3, -1)).view(x.shape)
+
+
+def random_angles(n, theta=0.3, device=None, generator=None):
+    """(n, 3) angles uniform in [-theta, theta]."""
+    return torch.empty(n, 3, device=device).uniform_(-theta, theta, generator=generator)
+
+
+def to_bone(x):
+    """Joint minus its parent (the NTU bone pairs) on x (..., T, V, M); the root's bone is 0."""
+    return x - x.index_select(-2, _PARENTS.to(x.device))
+
+
+def to_velocity(x):
+    """Next frame minus this frame on x (..., T, V, M); the last frame is 0."""
+    return torch.cat([x[..., 1:, :, :] - x[..., :-1, :, :], torch.zeros_like(x[..., -1:, :, :])], dim=-3)
+
+
+class BatchAugment:
+    """The feeder's crop-resize, rotation and bone / motion modalities applied to a batch on its device.
+
+    Use with a `Feeder(..., batch_augment=True)`, whose items are full-length sequences and their valid
+    lengths: `x = BatchAugment.from_feeder(dataset)(x, valid_len)`.
+    p_interval: one value (centre crop) or two (random crop ratio range), as in the feeder.
+    """
+
+    def __init__(self, p_interval, window_size, random_rot=False, bone=False, vel=False, theta=0.3):
+        self.p_interval = tuple(float(p) for p in p_interval)
+        if len(self.p_interval) not in (1, 2):
+            raise ValueError(f"p_interval must have 1 or 2 values, got {p_interval}")
+        if window_size <= 0:
+            raise ValueError(f"window_size must be a positive number of frames for batches, got {window_size}")
+        self.window_size = window_size
+        self.random_rot, self.bone, self.vel, self.theta = random_rot, bone, vel, theta
+
+    @classmethod
+    def from_feeder(cls, feeder):
+        return cls(feeder.p_interval, feeder.window_size, feeder.random_rot, feeder.bone, feeder.vel)
+
+    def __call__(self, x, valid_len, generator=None):
+        """x (N, 3, T, 25, 2), valid_len (N,) int -> (N, 3, window_size, 25, 2) float32."""
+        valid_len = valid_len.to(x.device, torch.float64)
+        if len(self.p_interval) == 1:
+            offsets, lengths = (t.long() for t in centre_crop(valid_len, self.p_interval[0]))
+        else:
+            offsets, lengths = random_crop(valid_len, self.p_interval, generator)
+        x = crop_resize(x.float(), offsets, lengths, self.window_size)
+        if self.random_rot:
+            x = rotate(x, rotation_matrix(random_angles(len(x), self.theta, x.device, generator)))
+        if self.bone:
+            x = to_bone(x)
+        if self.vel:
+            x = to_velocity(x)
+        return x

@@ -1,0 +1,199 @@
+"""Dataset over the published preprocessed NTU RGB+D / PKU-MMD arrays.
+
+The `.npz` layout: `x_train`, `x_test` (samples, frames, 150) float32 with 150 = 2 bodies x 25 joints x
+(x, y, z), one-hot `y_train`, `y_test`, and optionally `names_train`, `names_test`. Frames after a
+sample's last valid frame are zero.
+
+Memory mapping: `np.load` cannot memory-map inside an `.npz`, but the preprocessing writes it with
+`np.savez` (members stored uncompressed), so each `.npy` member is a contiguous block of the archive.
+The feeder maps that block in place with `np.memmap`: nothing is extracted or copied, start-up reads
+only the headers, and DataLoader workers share the page cache. Compressed members are read into
+memory once.
+"""
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from feeder.augment import centre_crop, crop_length, rotate, rotation_rows, to_bone, to_velocity
+
+NUM_CHANNELS = 150  # 2 bodies x 25 joints x 3 coordinates
+SPLITS = ("train", "test")
+
+
+def _member_memmap(path, info):
+    """Memory-map an uncompressed `.npy` member of a zip archive, or return None if it cannot be."""
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)
+        if local[:4] != b"PK\x03\x04":
+            return None
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        f.seek(info.header_offset + 30 + name_len + extra_len)
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            return None
+        offset = f.tell()
+    if dtype.hasobject or 0 in shape:
+        return None
+    # copy-on-write: the file is never modified, and torch.from_numpy accepts the (writable) array
+    return np.memmap(path, dtype=dtype, mode="c", shape=shape, order="F" if fortran else "C", offset=offset)
+
+
+def load_npz(path, keys, mmap=True):
+    """Arrays `keys` of an `.npz` (absent keys are left out), memory-mapped where the archive allows."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (expected a preprocessed .npz with x_train, y_train, "
+                                f"x_test, y_test)")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not an .npz archive (expected the output of the preprocessing, e.g. NTU60_XSub.npz)")
+    arrays = {}
+    with zipfile.ZipFile(path) as zf:
+        members = {name[:-4]: zf.getinfo(name) for name in zf.namelist() if name.endswith(".npy")}
+    with np.load(path, allow_pickle=False) as npz:
+        for key in keys:
+            if key not in members:
+                continue
+            info = members[key]
+            mapped = _member_memmap(path, info) if mmap and info.compress_type == zipfile.ZIP_STORED else None
+            arrays[key] = mapped if mapped is not None else npz[key]
+    return arrays, sorted(members)
+
+
+def label_subset(labels, ratio, seed, balanced=False):
+    """Sorted indices of a fraction `ratio` of the samples, drawn by a generator seeded with `seed`.
+
+    Plain: round(ratio * N) samples (at least 1) uniformly without replacement. Balanced: the same
+    number from every class present, round(ratio * N / classes) (at least 1, at most the class size).
+    """
+    rng = np.random.default_rng(seed)
+    total = max(1, int(round(ratio * len(labels))))
+    if not balanced:
+        return np.sort(rng.choice(len(labels), total, replace=False))
+    classes = np.unique(labels)
+    per_class = max(1, int(round(total / len(classes))))
+    picks = [rng.choice(members, min(per_class, len(members)), replace=False)
+             for members in (np.flatnonzero(labels == c) for c in classes)]
+    return np.sort(np.concatenate(picks))
+
+
+class Feeder(Dataset):
+    """Samples of one split of a preprocessed `.npz`: `(data (3, window, 25, 2) float32, label, index)`.
+
+    p_interval: one value p (test): centre crop keeping the middle p of the valid frames; two values
+        (train): crop ratio uniform in the interval, at least 64 frames, at a random offset. The crop is
+        then resampled linearly to `window_size` frames (-1: keep the cropped frames).
+    random_rot: one random rotation (angles uniform in [-0.3, 0.3] about x, y, z) per sequence.
+    bone, vel: joint minus parent joint, next frame minus this frame (both: motion of the bones).
+    debug: the first 100 samples only. data_ratio < 1: a subset for semi-supervised training, drawn
+        with `subset_seed` (the same subset on every rank; the published code seeds it with the rank),
+        class-balanced with `balanced_subset`.
+    batch_augment: items are `(data (3, T, 25, 2), label, index, valid_len)` at full length, and
+        `feeder.augment.BatchAugment.from_feeder(dataset)` applies crop, rotation, bone and vel to
+        the batch on its device.
+    random_choose, random_shift, random_move, normalization: accepted for the published configs; the
+        published feeder does not use them either.
+    Random draws follow the published order (np.random.rand, np.random.randint, torch uniform_), so
+    the same seeds give the same samples.
+    """
+
+    def __init__(self, data_path, split="train", p_interval=1, window_size=-1, random_rot=False, bone=False,
+                 vel=False, debug=False, data_ratio=1.0, subset_seed=0, balanced_subset=False,
+                 batch_augment=False, random_choose=False, random_shift=False, random_move=False,
+                 normalization=False, use_mmap=True):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        p_interval = tuple(float(p) for p in np.atleast_1d(p_interval))
+        if len(p_interval) not in (1, 2) or not all(0 < p <= 1 for p in p_interval):
+            raise ValueError(f"p_interval must be one or two numbers in (0, 1], got {p_interval}")
+        if not 0 < data_ratio <= 1:
+            raise ValueError(f"data_ratio must be in (0, 1], got {data_ratio}")
+        self.data_path, self.split = str(data_path), split
+        self.p_interval, self.window_size = p_interval, window_size
+        self.random_rot, self.bone, self.vel = random_rot, bone, vel
+        self.batch_augment = batch_augment
+
+        x_key, y_key, names_key = f"x_{split}", f"y_{split}", f"names_{split}"
+        arrays, present = load_npz(data_path, (x_key, y_key, names_key), mmap=use_mmap)
+        for key in (x_key, y_key):
+            if key not in arrays:
+                raise ValueError(f"{data_path}: no array {key} (arrays in the file: {', '.join(present) or 'none'})")
+        data, onehot = arrays[x_key], np.asarray(arrays[y_key])
+        if data.ndim != 3 or data.shape[2] != NUM_CHANNELS:
+            raise ValueError(f"{data_path}: {x_key} has shape {data.shape}; expected (samples, frames, "
+                             f"{NUM_CHANNELS}) = 2 bodies x 25 joints x 3 coordinates")
+        if onehot.ndim != 2 or len(onehot) != len(data):
+            raise ValueError(f"{data_path}: {y_key} has shape {onehot.shape}; expected one-hot rows "
+                             f"({len(data)}, classes) matching {x_key}")
+        positives = (onehot > 0).sum(1)
+        if len(onehot) and (positives != 1).any():
+            row = int(np.flatnonzero(positives != 1)[0])
+            raise ValueError(f"{data_path}: {y_key} row {row} has {positives[row]} positive entries; expected one-hot")
+        names = arrays.get(names_key)
+        if names is not None and len(names) != len(data):
+            raise ValueError(f"{data_path}: {names_key} has {len(names)} entries for {len(data)} samples")
+        names = [str(n) for n in names] if names is not None else [f"{split}_{i}" for i in range(len(data))]
+
+        labels = onehot.argmax(1)
+        rows = np.arange(min(len(data), 100) if debug else len(data))
+        if data_ratio < 1:
+            rows = rows[label_subset(labels[rows], data_ratio, subset_seed, balanced_subset)]
+        self.data, self.rows = data.view(np.ndarray), rows
+        self._ones = np.ones(NUM_CHANNELS, dtype=data.dtype)
+        self.label = labels[rows]
+        self.sample_name = [names[r] for r in rows]
+        self._num_classes = onehot.shape[1]
+
+    @property
+    def num_classes(self):
+        """Width of the one-hot labels in the file."""
+        return self._num_classes
+
+    def check_num_classes(self, num_classes):
+        if num_classes != self.num_classes:
+            raise ValueError(f"the model has {num_classes} classes but {self.data_path} has {self.num_classes}")
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        x = self.data[self.rows[index]].astype(np.float32, copy=False)  # (T, 150): T x (body, joint, xyz)
+        valid = int(np.count_nonzero(x @ self._ones))  # frames whose values do not sum to 0
+        if valid == 0:
+            raise ValueError(f"{self.data_path}: sample {self.sample_name[index]} ({self.split} row "
+                             f"{self.rows[index]}) has no non-zero frame")
+        if self.batch_augment:
+            return self._layout(torch.from_numpy(x)).numpy(), int(self.label[index]), index, valid
+        if len(self.p_interval) == 1:
+            offset, length = (int(n) for n in centre_crop(valid, self.p_interval[0]))
+        else:
+            low, high = self.p_interval
+            length = int(crop_length(valid, np.random.rand(1)[0] * (high - low) + low))
+            offset = np.random.randint(0, valid - length + 1)
+        clip = torch.from_numpy(x[offset:offset + length]).T[None]  # (1, 150, length)
+        if self.window_size > 0:
+            clip = F.interpolate(clip, size=self.window_size, mode="linear", align_corners=False)
+        data = clip.view(1, 2, 25, 3, -1).permute(0, 3, 4, 2, 1)  # (1, 3, window, 25, 2) view
+        if self.random_rot:
+            angles = torch.zeros(3).uniform_(-0.3, 0.3)
+            rot = np.array(rotation_rows(angles.cos().numpy(), angles.sin().numpy()), dtype=np.float32)
+            data = rotate(data, torch.from_numpy(rot)[None])
+        if self.bone:
+            data = to_bone(data)
+        if self.vel:
+            data = to_velocity(data)
+        return data[0].contiguous().numpy(), int(self.label[index]), index
+
+    @staticmethod
+    def _layout(x):
+        """(T, 150) in file order (body, joint, xyz) -> contiguous (3, T, 25, 2)."""
+        return x.view(len(x), 2, 25, 3).permute(3, 0, 2, 1).contiguous()
