@@ -16,7 +16,9 @@ from data.text_numbers import NotANumber, TextTokens
 NUM_JOINTS = 25
 JOINT_VALUES = 12
 BODY_VALUES = 10
+BODY_LINES = 2 + NUM_JOINTS  # info line, joint count, joint lines
 _KEPT_COLUMNS = np.array([0, 1, 2, 5, 6])  # x, y, z, colorX, colorY
+_EXPECTED_COUNTS = np.array([BODY_VALUES, 1] + [JOINT_VALUES] * NUM_JOINTS)  # tokens per line of a body block
 
 # joints: (n, 25, 3) float32 x, y, z; colors: (n, 25, 2) float32 colour-image x, y;
 # interval: (n,) int64 valid-frame indices: first appearance, then +1 per further appearance.
@@ -35,85 +37,93 @@ def read_skeleton(path):
 def parse_skeleton(data, path="<bytes>"):
     """Parse the bytes of a `.skeleton` file (see read_skeleton)."""
     tokens = TextTokens(data)
-    count = tokens.count.tolist()
-    num_lines = len(count)
-    # Value of every one-token line (frame, body and joint counts), NaN where that token is not a number.
-    single = np.flatnonzero(tokens.count == 1)
-    single_value = np.full(num_lines, np.nan)
-    single_value[single] = _floats_or_nan(tokens, tokens.first[single])
-    single_value = single_value.tolist()
+    num_lines = tokens.num_lines
+    line_end = tokens.line_end.tolist()
 
-    def header(line, what):
+    def count(line, what):
+        """The non-negative integer on `line`, else BadInput (after reporting any earlier bad body)."""
+        text = data[line_end[line - 1] + 1 if line else 0:line_end[line]] if line < num_lines else b""
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if value >= 0:
+            return value
+        _check_bodies(tokens, body_lines, path)
         if line >= num_lines:
-            raise BadInput(path, num_lines or 1, f"file ends early: expected {what} on line {line + 1}")
-        if count[line] != 1:
-            raise BadInput(path, line + 1, f"expected {what} (one integer), found {count[line]} values")
-        value = single_value[line]
-        if not (value >= 0 and value == int(value)):
-            text = tokens.text(tokens.first[line])
-            raise BadInput(path, line + 1, f"expected {what} (a non-negative integer), found {text!r}")
-        return int(value)
+            raise BadInput(path, max(num_lines, 1), f"file ends early: expected {what} on line {line + 1}")
+        found = text.strip().decode("utf-8", "replace")
+        raise BadInput(path, line + 1, f"expected {what} (a non-negative integer), found {found!r}")
 
-    num_frames = header(0, "the number of frames")
-    line, valid = 1, -1
-    dropped, body_ids, body_frames, joint_lines = [], [], [], []
-    for frame in range(num_frames):
-        num_bodies = header(line, f"the number of bodies of frame {frame + 1}")
-        line += 1
-        if num_bodies == 0:
+    line, valid = 1, 0
+    dropped, body_lines, body_frames = [], [], []
+    for frame in range(count(0, "the number of frames")):
+        num_bodies = count(line, f"the number of bodies of frame {frame + 1}")
+        if num_bodies:
+            body_lines += range(line + 1, line + 1 + BODY_LINES * num_bodies, BODY_LINES)
+            body_frames += [valid] * num_bodies
+            valid += 1
+        else:
             dropped.append(frame)
-            continue
-        valid += 1
-        for b in range(num_bodies):
-            what = f"body {b + 1} of frame {frame + 1}"
-            if line >= num_lines:
-                raise BadInput(path, num_lines, f"file ends early: expected the info line of {what}")
-            if count[line] != BODY_VALUES:
-                raise BadInput(path, line + 1, f"expected {BODY_VALUES} values for {what}, found {count[line]}")
-            body_ids.append(tokens.text(tokens.first[line]))
-            joints = header(line + 1, f"the joint count of {what}")
-            if joints != NUM_JOINTS:
-                raise BadInput(path, line + 2, f"expected {NUM_JOINTS} joints for {what}, found {joints}")
-            if line + 2 + NUM_JOINTS > num_lines:
-                raise BadInput(path, num_lines, f"file ends early: expected {NUM_JOINTS} joint lines for {what}")
-            joint_lines.append(line + 2)
-            body_frames.append(valid)
-            line += 2 + NUM_JOINTS
-
-    joint_lines = (np.array(joint_lines, dtype=np.intp)[:, None] + np.arange(NUM_JOINTS)).reshape(-1, NUM_JOINTS)
-    wrong = np.flatnonzero(tokens.count[joint_lines.ravel()] != JOINT_VALUES)
-    if wrong.size:
-        bad_line = joint_lines.ravel()[wrong[0]]
-        raise BadInput(path, bad_line + 1, f"expected {JOINT_VALUES} numbers on a joint line, found {count[bad_line]}")
+        line += 1 + BODY_LINES * num_bodies
+    _check_bodies(tokens, body_lines, path)
     _check_numbers(tokens, line, path)
+
+    body_lines = np.array(body_lines, dtype=np.intp)
+    joint_lines = body_lines[:, None] + 2 + np.arange(NUM_JOINTS)
     try:
         values = tokens.floats(tokens.first[joint_lines][:, :, None] + _KEPT_COLUMNS)  # (occurrences, 25, 5)
     except NotANumber as e:
         raise BadInput(path, tokens.line_of(e.index) + 1, f"{e.text!r} is not a number") from None
-
     values = values.astype(np.float32)
+    id_token = tokens.first[body_lines]
     occurrences = {}
-    for i, body_id in enumerate(body_ids):
-        occurrences.setdefault(body_id, []).append(i)
+    for i, (start, end) in enumerate(zip(tokens.start[id_token].tolist(), tokens.end[id_token].tolist())):
+        occurrences.setdefault(data[start:end].decode("utf-8", "replace"), []).append(i)
     bodies = {}
     for body_id, rows in occurrences.items():
         interval = body_frames[rows[0]] + np.arange(len(rows), dtype=np.int64)
         bodies[body_id] = Body(joints=values[rows, :, :3], colors=values[rows, :, 3:], interval=interval)
-    return Skeleton(path=path, bodies=bodies, num_frames=valid + 1, dropped_frames=dropped)
+    return Skeleton(path=path, bodies=bodies, num_frames=valid, dropped_frames=dropped)
 
 
-def _floats_or_nan(tokens, index):
+def _check_bodies(tokens, body_lines, path):
+    """Raise BadInput at the first line of the body blocks starting at `body_lines` that is not: the info
+    line (10 values), the joint count (25), 25 joint lines of 12 numbers."""
+    if not body_lines:
+        return
+    lines = np.array(body_lines, dtype=np.intp)[:, None] + np.arange(BODY_LINES)
+    present = lines < tokens.num_lines
+    found = np.where(present, tokens.count[np.minimum(lines, tokens.num_lines - 1)], -1)
+    wrong = found != _EXPECTED_COUNTS
+    one_token = np.flatnonzero(~wrong[:, 1])  # joint count lines holding one token: is it "25"?
+    start = tokens.start[tokens.first[lines[one_token, 1]]]
+    is_25 = (tokens.end[tokens.first[lines[one_token, 1]]] - start == 2) & (tokens.bytes[start] == 50) & (
+        tokens.bytes[start + 1] == 53)
+    for i in np.flatnonzero(~is_25):  # "025", "+25": still 25
+        is_25[i] = _int_or_none(tokens.text(tokens.first[lines[one_token[i], 1]])) == NUM_JOINTS
+    wrong[one_token[~is_25], 1] = True
+    if not wrong.any():
+        return
+    body, column = np.unravel_index(np.flatnonzero(wrong)[0], wrong.shape)
+    line = int(lines[body, column])
+    if line >= tokens.num_lines:
+        raise BadInput(path, tokens.num_lines, f"file ends early: expected {BODY_LINES} lines per body, "
+                                               f"the body on line {lines[body, 0] + 1} is cut")
+    what = ("the body info line", "the joint count", "a joint line")[min(column, 2)]
+    expected = f"{NUM_JOINTS}" if column == 1 else f"{_EXPECTED_COUNTS[column]} numbers"
+    if column == 1 and found[body, 1] == 1:
+        found = repr(tokens.text(tokens.first[line]))
+    else:
+        found = f"{found[body, column]} values"
+    raise BadInput(path, line + 1, f"{what}: expected {expected}, found {found}")
+
+
+def _int_or_none(text):
     try:
-        return tokens.floats(index)
-    except NotANumber:
-        return np.array([_float_or_nan(tokens.data[tokens.start[i]:tokens.end[i]]) for i in index])
-
-
-def _float_or_nan(text):
-    try:
-        return float(text)
+        return int(text)
     except ValueError:
-        return np.nan
+        return None
 
 
 def _check_numbers(tokens, num_lines, path):
