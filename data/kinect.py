@@ -96,13 +96,12 @@ def _check_bodies(tokens, body_lines, path):
     present = lines < tokens.num_lines
     found = np.where(present, tokens.count[np.minimum(lines, tokens.num_lines - 1)], -1)
     wrong = found != _EXPECTED_COUNTS
-    one_token = np.flatnonzero(~wrong[:, 1])  # joint count lines holding one token: is it "25"?
-    start = tokens.start[tokens.first[lines[one_token, 1]]]
-    is_25 = (tokens.end[tokens.first[lines[one_token, 1]]] - start == 2) & (tokens.bytes[start] == 50) & (
-        tokens.bytes[start + 1] == 53)
-    for i in np.flatnonzero(~is_25):  # "025", "+25": still 25
-        is_25[i] = _int_or_none(tokens.text(tokens.first[lines[one_token[i], 1]])) == NUM_JOINTS
-    wrong[one_token[~is_25], 1] = True
+    counted = np.flatnonzero(~wrong[:, 1])  # bodies whose joint count line holds one token: is it 25?
+    token = tokens.first[lines[counted, 1]]
+    start = tokens.start[token]
+    is_25 = (tokens.end[token] - start == 2) & (tokens.bytes[start] == ord("2")) & (tokens.bytes[start + 1] == ord("5"))
+    is_25[~is_25] = [_int_or_none(tokens.text(t)) == NUM_JOINTS for t in token[~is_25]]  # "025", "+25"
+    wrong[counted[~is_25], 1] = True
     if not wrong.any():
         return
     body, column = np.unravel_index(np.flatnonzero(wrong)[0], wrong.shape)
@@ -129,6 +128,7 @@ def _int_or_none(text):
 def _check_numbers(tokens, num_lines, path):
     """Every token of the first `num_lines` lines must be a number (only the kept columns are converted)."""
     b = tokens.bytes[: tokens.line_end[num_lines - 1]]
+    # Bytes other than whitespace, digits, '+', '-', '.', 'E' and 'e'; their tokens go through float().
     odd = np.flatnonzero((b > 32) & ((b > 57) | (b < 43) | (b == 44) | (b == 47)) & (b != 69) & (b != 101))
     for token in np.unique(np.searchsorted(tokens.start, odd, side="right") - 1).tolist():
         try:

@@ -153,6 +153,8 @@ def _run_one(task):
         arrays, stats = job(path)
     except DataError as e:
         return index, None, str(e)
+    except OSError as e:  # unreadable file
+        return index, None, f"{path}: {e.strerror or e}"
     save_npz_atomic(cache_file, {**arrays, **{f"stat_{k}": v for k, v in stats.items()}, "_stamp": stamp})
     return index, stats, None
 

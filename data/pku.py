@@ -57,7 +57,7 @@ def read_pku_skeleton(path):
 def read_labels(path):
     """[(line index k, 0-based label, start, end)] of a label file `label,start,end,confidence`."""
     instances = []
-    with open(path) as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -89,7 +89,7 @@ def find_split_file(raw_dir, kind, phase):
 
 def read_split(path):
     """Set of training videos: line 2 of a split file, names separated by ', '."""
-    with open(path) as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         lines = f.read().splitlines()
     videos = {v.strip() for v in lines[1].split(",") if v.strip()} if len(lines) > 1 else set()
     if not videos:
