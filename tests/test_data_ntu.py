@@ -11,7 +11,7 @@ from conftest import ROOT, shared_path
 
 from data import ntu
 from data.kinect import parse_skeleton, read_skeleton, write_skeleton
-from data.pipeline import BadInput, DataError
+from data.pipeline import BadInput, DataError, Rows, write_npz
 from data.text_numbers import NotANumber, TextTokens
 
 A_ID, B_ID, C_ID = "72057594037931101", "72057594037931102", "72057594037931103"
@@ -224,6 +224,23 @@ def test_text_numbers_equal_python_float():
     with pytest.raises(NotANumber) as info:
         TextTokens(b"1 2\n3 4x 5\n").floats(np.arange(5))
     assert info.value.index == 3 and info.value.text == "4x"
+
+
+def test_write_npz_streams_rows_and_leaves_nothing_on_failure(tmp_path):
+    blocks = [np.full((1, 4, 3), i, np.float32) for i in range(5)]
+    write_npz(tmp_path / "ok.npz", {"x": Rows((5, 4, 3), np.float32, iter(blocks)), "y": np.arange(5)})
+    with np.load(tmp_path / "ok.npz") as z:
+        np.testing.assert_array_equal(z["x"], np.concatenate(blocks))
+        np.testing.assert_array_equal(z["y"], np.arange(5))
+
+    def failing():
+        yield blocks[0]
+        raise OSError("disk full")
+    with pytest.raises(OSError, match="disk full"):
+        write_npz(tmp_path / "bad.npz", {"x": Rows((5, 4, 3), np.float32, failing())})
+    with pytest.raises(ValueError, match="2 rows written, 5 declared"):
+        write_npz(tmp_path / "bad.npz", {"x": Rows((5, 4, 3), np.float32, iter(blocks[:2]))})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.npz"]
 
 
 # ---------------------------------------------------------------- the command on generated files
