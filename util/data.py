@@ -23,7 +23,10 @@ def build_dataset(args, key):
              f"says, or give its path with --data_path")
     if key == 'train_feeder_args' and args.gpu_aug:
         feeder_args['batch_augment'] = True
-    dataset = import_class(args.feeder, f"{args.config}: feeder")(**feeder_args)
+    try:
+        dataset = import_class(args.feeder, f"{args.config}: feeder")(**feeder_args)
+    except (OSError, ValueError) as e:  # a file that is not the expected arrays
+        fail(f"{key} in {args.config}: {e}")
     num_classes = args.model_args.get('num_classes')
     if num_classes is not None and num_classes != dataset.num_classes:
         fail(f"{args.config}: model_args.num_classes is {num_classes} but {path} has {dataset.num_classes} "

@@ -49,7 +49,7 @@ def train_one_epoch(model, compute_loss, data_loader, optimizer, device, epoch, 
         samples = batch[0].to(device, non_blocking=True)
         targets = batch[1].to(device, non_blocking=True)
         if augment is not None:
-            samples = augment(samples, batch[3])
+            samples = augment(samples, *batch[3:])
         update = (step + 1) % accum_iter == 0 or step + 1 == steps
         no_sync = model.no_sync() if dist.get_world_size() > 1 and not update else contextlib.nullcontext()
         with no_sync:

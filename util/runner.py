@@ -35,6 +35,7 @@ def setup(args):
     if args.num_workers is None:
         per_process = len(os.sched_getaffinity(0)) // int(os.environ.get('LOCAL_WORLD_SIZE', 1))
         args.num_workers = min(8, max(per_process - 1, 0)) if device.type == 'cuda' else 0
+    misc.seed_everything(args.seed)  # the model's initial weights: the same in every run with this seed
     if args.pin_mem is None:
         args.pin_mem = device.type == 'cuda'
     args.log_dir = args.log_dir or args.output_dir
@@ -106,6 +107,8 @@ def run(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
     model_eval = model_without_ddp
     if args.compile:
+        import torch._inductor.config
+        torch._inductor.config.fallback_random = True  # the eager random draws (masking, drop path)
         model, model_eval = torch.compile(model), torch.compile(model_without_ddp)
     loss_scaler = misc.LossScaler(args, device)
     checkpoint = misc.load_model(args, model_without_ddp, optimizer, loss_scaler) or {}
@@ -133,7 +136,7 @@ def run(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None
         scalars = {'perf/samples_per_s': train_stats['samples_per_s'], 'perf/epoch_time_s': train_stats['epoch_time']}
         if evaluate is not None:
             test_stats = evaluate(loader_val, model_eval, device, args)
-            if test_stats['acc1'] > best['best_acc1']:
+            if best['best_epoch'] < 0 or test_stats['acc1'] > best['best_acc1']:
                 best = {'best_acc1': test_stats['acc1'], 'best_epoch': epoch}
             stats.update({f'test_{k}': v for k, v in test_stats.items()}, **best)
             scalars.update({f'test/{k}': test_stats[k] for k in ('loss', 'acc1', 'acc5')})

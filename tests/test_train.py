@@ -1,0 +1,287 @@
+"""End-to-end runs of the three entry points on CPU with tiny models and generated data."""
+import argparse
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import main_finetune
+import main_linprobe
+import main_pretrain
+from conftest import shared_path
+from train_fixtures import ROOT, read_log, run_entry, write_config, write_npz
+from util import config
+from util.checkpoint import load_checkpoint
+from util.data import build_dataset
+
+pytestmark = pytest.mark.slow
+CHECKPOINT_KEYS = {'model', 'optimizer', 'epoch', 'scaler', 'args'}
+
+
+@pytest.fixture(scope='module')
+def work(tmp_path_factory):
+    root = tmp_path_factory.mktemp('train')
+    npz = write_npz(root / 'NTU60_XSub.npz', num_train=24, num_test=11)
+    return {'root': root, 'npz': npz,
+            'pretrain': write_config(root / 'pretrain.yaml', 'ntu60_xsub/pretrain_mamp.yaml', npz),
+            'linear': write_config(root / 'linear.yaml', 'ntu60_xsub/linear.yaml', npz),
+            'finetune': write_config(root / 'finetune.yaml', 'ntu60_xsub/finetune.yaml', npz)}
+
+
+@pytest.fixture(scope='module')
+def pretrained(work):
+    """One pre-training epoch through scripts/pretrain.sh (torchrun, one process)."""
+    out = work['root'] / 'pretrain'
+    env = {**os.environ, 'GPUS': '1', 'CONFIG': str(work['pretrain']), 'OUTPUT_DIR': str(out),
+           'OMP_NUM_THREADS': '1'}
+    result = subprocess.run(['bash', 'scripts/pretrain.sh', '--device', 'cpu'], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope='module')
+def linprobed(work, pretrained):
+    out = work['root'] / 'linear'
+    run_entry('main_linprobe.py', '--config', work['linear'], '--output_dir', out,
+              '--finetune', pretrained / 'checkpoint-last.pth')
+    return out
+
+
+@pytest.fixture(scope='module')
+def finetuned(work, pretrained):
+    out = work['root'] / 'finetune'
+    run_entry('main_finetune.py', '--config', work['finetune'], '--output_dir', out,
+              '--finetune', pretrained / 'checkpoint-last.pth')
+    return out
+
+
+def scalar_tags(log_dir):
+    events = EventAccumulator(str(log_dir))
+    events.Reload()
+    return events, set(events.Tags()['scalars'])
+
+
+def check_outputs(out, protocol, log_keys, tags):
+    """One epoch wrote checkpoint-0 and -last (published format), log.txt, events and a reusable config."""
+    for name in ('checkpoint-0.pth', 'checkpoint-last.pth'):
+        checkpoint = load_checkpoint(out / name)
+        assert CHECKPOINT_KEYS <= set(checkpoint) and checkpoint['epoch'] == 0
+    log = read_log(out)
+    assert len(log) == 1 and log_keys <= set(log[0]) and log[0]['epoch'] == 0
+    trainable = sum(p.numel() for p in checkpoint['model'].values()) if protocol == 'pretrain' else None
+    if trainable is not None:
+        assert log[0]['n_parameters'] == trainable
+    events, found = scalar_tags(out)
+    assert tags <= found
+    assert len(events.Scalars('perf/epoch_time_s')) == 1
+    args = config.parse_args(protocol, ['--config', str(out / 'config.yaml')])
+    assert args.output_dir == str(out) and args.model_args == checkpoint['args']['model_args']
+    return checkpoint, log, events
+
+
+TRAIN_TAGS = {'train/loss', 'train/lr', 'perf/samples_per_s', 'perf/epoch_time_s'}
+TEST_TAGS = TRAIN_TAGS | {'test/loss', 'test/acc1', 'test/acc5'}
+CLASSIFY_KEYS = {'train_loss', 'train_lr', 'test_loss', 'test_acc1', 'test_acc5', 'epoch', 'n_parameters'}
+
+
+def test_pretrain_epoch_outputs(pretrained):
+    _, log, events = check_outputs(pretrained, 'pretrain', {'train_loss', 'train_lr', 'epoch', 'n_parameters'},
+                                   TRAIN_TAGS)
+    logged = [e.value for e in events.Scalars('train/loss')]
+    assert len(logged) == 3  # 6 steps, print_freq 2
+    assert log[0]['train_loss'] == pytest.approx(sum(logged) / 3, rel=1e-5)
+
+
+def test_linprobe_epoch_outputs_and_frozen_encoder(pretrained, linprobed):
+    checkpoint, log, _ = check_outputs(linprobed, 'linprobe', CLASSIFY_KEYS, TEST_TAGS)
+    encoder = load_checkpoint(pretrained / 'checkpoint-last.pth')['model']
+    probe = checkpoint['model']
+    shared = [k for k in probe if not k.startswith('head.')]
+    assert shared and all(torch.equal(probe[k], encoder[k]) for k in shared)
+    assert log[0]['n_parameters'] == probe['head.fc.1.weight'].numel() + probe['head.fc.1.bias'].numel()
+    assert probe['head.fc.0.running_mean'].abs().sum() > 0  # the BatchNorm saw the features
+
+
+def test_finetune_epoch_outputs_and_eval(work, pretrained, finetuned):
+    checkpoint, log, events = check_outputs(finetuned, 'finetune', CLASSIFY_KEYS, TEST_TAGS)
+    encoder = load_checkpoint(pretrained / 'checkpoint-last.pth')['model']
+    assert not torch.equal(checkpoint['model']['blocks.0.attn.qkv.weight'], encoder['blocks.0.attn.qkv.weight'])
+    assert log[0]['test_num_samples'] == 11
+    assert events.Scalars('test/acc1')[0].value == pytest.approx(log[0]['test_acc1'])
+    result = run_entry('main_finetune.py', '--config', work['finetune'], '--output_dir', finetuned, '--eval',
+                       '--resume', finetuned / 'checkpoint-last.pth')
+    stats = json.loads(result.stdout.strip().splitlines()[-1])
+    assert stats['test_acc1'] == log[-1]['test_acc1'] and stats['test_acc5'] == log[-1]['test_acc5']
+    assert stats['test_loss'] == pytest.approx(log[-1]['test_loss'], rel=1e-6)
+    assert len(read_log(finetuned)) == 1  # evaluating wrote nothing
+
+
+def pretrain_in_process(work, out, *flags):
+    argv = ['--config', str(work['pretrain']), '--output_dir', str(out), '--device', 'cpu', '--epochs', '2',
+            '--save_every', '1', *map(str, flags)]
+    return main_pretrain.main(config.parse_args('pretrain', argv))
+
+
+@pytest.fixture(scope='module')
+def reference(work):
+    """Two uninterrupted pre-training epochs."""
+    out = work['root'] / 'reference'
+    pretrain_in_process(work, out)
+    return out
+
+
+def assert_same_training_state(a, b):
+    a, b = load_checkpoint(a), load_checkpoint(b)
+    assert a['epoch'] == b['epoch']
+    assert a['model'].keys() == b['model'].keys()
+    for key in a['model']:
+        assert torch.equal(a['model'][key], b['model'][key]), key
+    state_a, state_b = a['optimizer']['state'], b['optimizer']['state']
+    assert state_a.keys() == state_b.keys()
+    for key in state_a:
+        for name in state_a[key]:
+            assert torch.equal(state_a[key][name], state_b[key][name]), (key, name)
+
+
+def test_resume_gives_the_uninterrupted_weights(work, reference):
+    out = work['root'] / 'resumed'
+    pretrain_in_process(work, out, '--resume', reference / 'checkpoint-0.pth')
+    assert_same_training_state(out / 'checkpoint-last.pth', reference / 'checkpoint-last.pth')
+    assert [r['train_loss'] for r in read_log(out)] == [read_log(reference)[1]['train_loss']]
+
+
+class SimulatedCrash(Exception):
+    pass
+
+
+@pytest.mark.parametrize('crash', ['while writing checkpoint-last', 'in the middle of the epoch'])
+def test_crash_then_auto_resume_loses_at_most_that_epoch(work, reference, monkeypatch, crash):
+    """A crash in epoch 1 leaves only complete checkpoints; --auto_resume redoes epoch 1 and ends with the
+    weights and log of the uninterrupted run."""
+    out = work['root'] / crash.replace(' ', '_')
+    if crash == 'while writing checkpoint-last':
+        real_save, calls = torch.save, []
+
+        def save(obj, path, *args, **kwargs):
+            calls.append(path)
+            if len(calls) == 2:  # epoch 1: half a file, then the process dies
+                Path(path).write_bytes(b'PK\x03\x04 half a checkpoint')
+                raise SimulatedCrash
+            return real_save(obj, path, *args, **kwargs)
+        monkeypatch.setattr(torch, 'save', save)
+    else:
+        import util.lr_sched
+        real_adjust = util.lr_sched.adjust_learning_rate
+
+        def adjust(optimizer, epoch, args):
+            if epoch >= 1.5:
+                raise SimulatedCrash
+            return real_adjust(optimizer, epoch, args)
+        monkeypatch.setattr(util.lr_sched, 'adjust_learning_rate', adjust)
+    with pytest.raises(SimulatedCrash):
+        pretrain_in_process(work, out)
+    monkeypatch.undo()
+    for path in out.glob('*.pth'):
+        assert load_checkpoint(path)['epoch'] == 0, path
+    assert {p.name for p in out.glob('*.pth')} == {'checkpoint-0.pth', 'checkpoint-last.pth'}
+    pretrain_in_process(work, out, '--auto_resume')
+    assert_same_training_state(out / 'checkpoint-last.pth', reference / 'checkpoint-last.pth')
+    assert_same_training_state(out / 'checkpoint-1.pth', reference / 'checkpoint-1.pth')
+    assert read_log(out) == [{**r, 'train_samples_per_s': s['train_samples_per_s'],
+                              'train_epoch_time': s['train_epoch_time']}
+                             for r, s in zip(read_log(reference), read_log(out))]
+
+
+def test_bf16_autocast_runs(work, reference):
+    out = work['root'] / 'bf16'
+    pretrain_in_process(work, out, '--amp', 'bf16', '--epochs', '1')
+    loss, reference_loss = read_log(out)[0]['train_loss'], read_log(reference)[0]['train_loss']
+    assert loss != reference_loss and loss == pytest.approx(reference_loss, rel=0.05)
+    assert load_checkpoint(out / 'checkpoint-last.pth')['model']['blocks.0.attn.qkv.weight'].dtype == torch.float32
+
+
+def test_gpu_aug_gives_the_loader_augmentation_loss(work):
+    """With a deterministic crop (centre, no rotation) the batch augmentation on the device and the per-sample
+    augmentation in the loader give the same training losses."""
+    losses = []
+    for flag in ('--no-gpu_aug', '--gpu_aug'):
+        out = work['root'] / f'centre_crop{flag}'
+        pretrain_in_process(work, out, flag, '--epochs', '1', '--opts', 'train_feeder_args.p_interval=[0.95]',
+                            'train_feeder_args.random_rot=false')
+        losses.append(read_log(out)[0]['train_loss'])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-6)
+    args = config.parse_args('pretrain', ['--config', str(out / 'config.yaml')])
+    data, _, _, valid_len = build_dataset(args, 'train_feeder_args')[0]  # full-length items for the device
+    assert args.gpu_aug and data.shape == (3, 300, 25, 2) and 70 <= valid_len <= 300
+
+
+def test_linprobe_from_an_official_checkpoint(work, tmp_path):
+    """--finetune with the official pre-training weights (official parameter names, {'model': ...} wrapper)."""
+    official = torch.load(shared_path('vectors', 'mamp_motion.pt'), weights_only=True)
+    torch.save({'model': official['state_dict']}, tmp_path / 'official.pth')
+    encoder = {k: official['config'][k] for k in ('dim_feat', 'depth', 'num_heads', 'num_frames')}
+    cfg = write_config(tmp_path / 'linear.yaml', 'ntu60_xsub/linear.yaml', work['npz'], model_args=encoder)
+    argv = ['--config', str(cfg), '--output_dir', str(tmp_path / 'out'), '--device', 'cpu',
+            '--finetune', str(tmp_path / 'official.pth')]
+    main_linprobe.main(config.parse_args('linprobe', argv))
+    probe = load_checkpoint(tmp_path / 'out' / 'checkpoint-last.pth')['model']
+    encoder_keys = [k for k in probe if not k.startswith('head.')]
+    assert len(encoder_keys) == len([k for k in official['state_dict'] if not k.startswith(('decoder', 'mask'))])
+    for key in encoder_keys:
+        assert torch.equal(probe[key], official['state_dict'][key]), key
+
+
+def first_step_gradients(checkpoint):
+    """Parameter name -> the gradient of the first AdamW step, from its first moment (1 - beta1) * grad."""
+    args = argparse.Namespace(**checkpoint['args'])
+    model = config.import_class(args.model, '')(**args.model_args)
+    optimizer = main_finetune.make_optimizer(model, args)
+    names = {id(p): n for n, p in model.named_parameters()}
+    order = [names[id(p)] for group in optimizer.param_groups for p in group['params']]
+    indices = [i for group in checkpoint['optimizer']['param_groups'] for i in group['params']]
+    beta1 = checkpoint['optimizer']['param_groups'][0]['betas'][0]
+    return {name: checkpoint['optimizer']['state'][i]['exp_avg'] / (1 - beta1) for name, i in zip(order, indices)}
+
+
+def test_two_processes_match_one_process_on_the_same_global_batch(work):
+    """torchrun (gloo) with 2 x 8 samples vs one process with 16 (of 24, shuffled): the same gradients and
+    weights after the one step, and --dist_eval counts each of the 11 test samples once.
+
+    AdamW's first step moves each weight by lr * g / (|g| + eps): where g is at round-off level (e.g. the
+    key biases, whose gradient is zero in exact arithmetic) that ratio is noise, so weights are compared
+    where |g| > 1e-6.
+    """
+    cfg = write_config(work['root'] / 'ddp.yaml', 'ntu60_xsub/finetune.yaml', work['npz'],
+                       model_args={'protocol': 'linprobe', 'drop_path_rate': 0.0})
+    one, two = work['root'] / 'one_process', work['root'] / 'two_processes'
+    common = ['--config', cfg, '--lr', '0.01', '--warmup_epochs', '0']
+    run_entry('main_finetune.py', *common, '--output_dir', one, '--batch_size', '16')
+    run_entry('main_finetune.py', *common, '--output_dir', two, '--batch_size', '8', '--dist_eval', nproc=2)
+    a, b = load_checkpoint(one / 'checkpoint-last.pth'), load_checkpoint(two / 'checkpoint-last.pth')
+    grads_a, grads_b = first_step_gradients(a), first_step_gradients(b)
+    assert grads_a.keys() == set(a['model'])
+    for name, grad in grads_a.items():
+        assert grad.abs().max() > 0, name
+        torch.testing.assert_close(grads_b[name], grad, rtol=1e-4, atol=1e-6 * grad.abs().max().item(), msg=name)
+        significant = grad.abs() > 1e-6
+        torch.testing.assert_close(b['model'][name][significant], a['model'][name][significant], rtol=1e-5,
+                                   atol=1e-7, msg=name)
+    log_one, log_two = read_log(one)[0], read_log(two)[0]
+    assert log_one['test_num_samples'] == log_two['test_num_samples'] == 11
+    assert log_two['test_acc1'] == log_one['test_acc1']
+    assert log_two['test_loss'] == pytest.approx(log_one['test_loss'], rel=1e-4)
+    assert log_two['train_loss'] == pytest.approx(log_one['train_loss'], rel=1e-5)
+
+
+def test_class_count_mismatch_fails_at_start_up_with_one_line(work):
+    result = run_entry('main_finetune.py', '--config', work['finetune'], '--output_dir', work['root'] / 'bad',
+                       '--opts', 'model_args.num_classes=120', check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: {work['finetune']}: model_args.num_classes is 120 but {work['npz']} has 60 classes "
+        f"(set model_args.num_classes: 60)"]
