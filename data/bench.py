@@ -13,17 +13,13 @@ from pathlib import Path
 
 from data.kinect import read_skeleton
 from data.ntu import process_file, select_actors
-from data.pipeline import DataError, run_command, single_threaded
+from data.pipeline import DataError, run_command, worker_setup
 
 DATASET_FILES = {"NTU-60": 56_880, "NTU-120": 114_480}
 
 
 def _frames(path):
     return process_file(path)[1]["frames"]
-
-
-def _limit_threads():
-    single_threaded()
 
 
 def stage_times(paths):
@@ -46,7 +42,7 @@ def files_per_second(paths, workers):
         for path in paths:
             _frames(path)
         return len(paths) / (time.perf_counter() - t0)
-    with multiprocessing.Pool(workers, initializer=_limit_threads) as pool:
+    with multiprocessing.Pool(workers, initializer=worker_setup) as pool:
         pool.map(_frames, paths[:workers])  # start-up and imports off the clock
         t0 = time.perf_counter()
         pool.map(_frames, paths, chunksize=max(1, len(paths) // (8 * workers)))
@@ -66,7 +62,7 @@ def main(argv=None):
     if not paths:
         raise DataError(f"no .skeleton files in {', '.join(args.paths)}")
     workers = [int(w) for w in args.workers.split(",")]
-    with single_threaded():
+    with worker_setup():
         parse, select = stage_times(paths)
         print(f"{len(paths)} files, one process: parsing {parse * 1e3:.2f} ms/file, "
               f"actor selection {select * 1e3:.2f} ms/file")

@@ -106,7 +106,7 @@ def save_npz_atomic(path, arrays):
         tmp.unlink(missing_ok=True)
 
 
-def single_threaded():
+def worker_setup():
     """Set up this process for many small per-file jobs; returns a context that keeps NumPy's BLAS on
     one thread (files are spread over processes, BLAS threads on top would compete for the same cores).
 
@@ -120,10 +120,6 @@ def single_threaded():
     except (OSError, AttributeError):  # not glibc
         pass
     return threadpool_limits(1, user_api="blas")
-
-
-def _limit_threads():
-    single_threaded()
 
 
 def _stamp(path, version):
@@ -171,12 +167,12 @@ def run_jobs(job, paths, names, cache_dir, workers, skip_bad, version, desc):
     cache_dir.mkdir(parents=True, exist_ok=True)
     tasks = [(i, job, Path(p), cache_dir / f"{n}.npz", version) for i, (p, n) in enumerate(zip(paths, names))]
     results, bad = [None] * len(tasks), {}
-    with tqdm(total=len(tasks), desc=desc, unit="file", dynamic_ncols=True) as bar, single_threaded():
+    with tqdm(total=len(tasks), desc=desc, unit="file", dynamic_ncols=True) as bar, worker_setup():
         if workers <= 1 or len(tasks) <= 1:
             outcomes = map(_run_one, tasks)
             pool = None
         else:
-            pool = multiprocessing.Pool(workers, initializer=_limit_threads)
+            pool = multiprocessing.Pool(workers, initializer=worker_setup)
             outcomes = pool.imap_unordered(_run_one, tasks, chunksize=max(1, min(16, len(tasks) // (8 * workers))))
         try:
             for index, stats, error in outcomes:
