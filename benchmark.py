@@ -1,0 +1,461 @@
+"""Speed of MAMP pre-training, linear probing, fine-tuning, evaluation and data loading on this machine.
+
+    python benchmark.py --batch 16 --device cpu --out bench.json
+    python benchmark.py --batch 128 --device cuda --compile --out bench_cuda.json
+    python benchmark.py --quick                    # tiny model and data: every section in seconds
+
+Sections (select with --only):
+  matmul    fp32 (and each --amp precision) 2048^3 matmul: the practical FLOP/s limit of the device;
+  pretrain  MAMP training step (forward + backward + AdamW) at each --decoder_depth, --amp precision and, with
+            --compile, also under torch.compile;
+  linprobe  linear-probe training step: frozen encoder in eval mode, non-affine BatchNorm + Linear, SGD;
+  finetune  fine-tuning training step (MLP head, drop path 0.3, label smoothing, AdamW with layer decay);
+  eval      classifier forward under inference_mode;
+  feeder    the training feeder's __getitem__ (random crop-resize of a 300-frame sequence to the window, then
+            rotation) in one process with one thread, as a DataLoader worker runs it;
+  augment   the same augmentation applied to a whole batch on the device (feeder.augment.BatchAugment).
+Models, optimisers and losses are the published ones at full size (dim 256, depth 8, decoder depth 5 and 3,
+120 frames, 25 joints, 2 bodies) on random-walk skeletons. Every row is the median of --steps timed steps after
+--warmup steps (the first includes compilation). FLOP/s counts the model FLOPs of `model_flops` per step; the
+matmul fraction divides it by the matmul FLOP/s of the same precision. Peak memory: CUDA max allocated, or on CPU
+the process's peak resident set during the row.
+"""
+import argparse
+import contextlib
+import gc
+import json
+import os
+import platform
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from timm.loss import LabelSmoothingCrossEntropy
+
+from model_mamp import MAMP
+from model_transformer import SkeletonTransformer
+
+SECTIONS = ('matmul', 'pretrain', 'linprobe', 'finetune', 'eval', 'feeder', 'augment')
+AMP = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+FULL = dict(dim_feat=256, depth=8, num_heads=8, mlp_ratio=4, num_frames=120, num_joints=25, patch_size=1,
+            t_patch_size=4, num_classes=60, hidden_dim=2048, mask_ratio=0.9, bodies=2, dim_in=3,
+            feeder_frames=300, matmul_size=2048)
+QUICK = dict(FULL, dim_feat=32, depth=2, num_heads=2, num_frames=24, num_classes=10, feeder_frames=60,
+             matmul_size=256)
+PRETRAIN_CALL = dict(motion_stride=1, motion_aware_tau=0.8)  # published MAMP settings; mask_ratio from the size
+FINETUNE_DROP_PATH = 0.3
+CROP, THETA = (0.5, 1.0), 0.3  # the training feeder's crop ratio interval and rotation range
+
+
+# ---------------------------------------------------------------- model FLOPs
+
+def block_flops(tokens, seq_len, dim, mlp_ratio):
+    """Forward FLOPs of one transformer block over `tokens` tokens in sequences of `seq_len`.
+
+    Linear layers qkv, proj, fc1, fc2: 2 * tokens * dim * (3 dim + dim + 2 hidden). Attention, all heads:
+    Q K^T and softmax(.) V, 2 * 2 * tokens * seq_len * dim.
+    """
+    hidden = int(dim * mlp_ratio)
+    return 2 * tokens * dim * (4 * dim + 2 * hidden) + 4 * tokens * seq_len * dim
+
+
+def model_flops(section, batch, size, decoder_depth=None):
+    """Model FLOPs of one batch for `section`: (forward, training step).
+
+    FLOPs are 2 per multiply-add of the matmuls and convolutions (the patch embedding, Linear layers and
+    attention); norms, activations, softmax and the optimiser are not counted. A training step is forward +
+    backward, and the backward of a layer costs twice its forward (input and weight gradients), except for
+    layers whose input needs no gradient: the patch embedding, and the linear probe's head behind the frozen
+    encoder, compute weight gradients only (1x). Attention is counted once in the backward pass, without the
+    recomputation of flash-attention kernels. `size`: a dict like FULL; decoder_depth for 'pretrain'.
+    """
+    D, C, mlp = size['dim_feat'], size['dim_in'], size['mlp_ratio']
+    grid_t = size['num_frames'] // size['t_patch_size']
+    grid_v = size['num_joints'] // size['patch_size']
+    seqs, L, patch = batch * size['bodies'], grid_t * grid_v, C * size['t_patch_size'] * size['patch_size']
+    embed = 2 * seqs * L * patch * D
+    if section == 'pretrain':
+        keep = int(L * (1 - size['mask_ratio']))
+        encoder = size['depth'] * block_flops(seqs * keep, keep, D, mlp)
+        decoder = (2 * seqs * keep * D * D + decoder_depth * block_flops(seqs * L, L, D, mlp)
+                   + 2 * seqs * L * D * patch)
+        return embed + encoder + decoder, 2 * embed + 3 * (encoder + decoder)
+    encoder = size['depth'] * block_flops(seqs * L, L, D, mlp)
+    if section == 'linprobe':
+        head = 2 * batch * D * size['num_classes']
+        return embed + encoder + head, embed + encoder + 2 * head
+    if section in ('finetune', 'eval'):
+        head = 2 * batch * (grid_v * D * size['hidden_dim'] + size['hidden_dim'] * size['num_classes'])
+        return embed + encoder + head, 2 * embed + 3 * (encoder + head)
+    raise ValueError(f"no FLOP count for section {section!r}")
+
+
+# ---------------------------------------------------------------- models and steps
+
+def model_args(size):
+    keys = ('dim_in', 'dim_feat', 'depth', 'num_heads', 'mlp_ratio', 'num_frames', 'num_joints', 'patch_size',
+            't_patch_size')
+    return {k: size[k] for k in keys}
+
+
+def train_args(precision, fused):
+    """The fields of the training arguments that the optimiser and loss-scaler builders read."""
+    return argparse.Namespace(amp={'fp32': 'none'}.get(precision, precision), fused_optim=fused, lr=1e-4,
+                              weight_decay=0.05, layer_decay=0.8)
+
+
+def build(section, size, device, precision, fused, decoder_depth=None):
+    """(model, optimizer or None, loss function of (model, x, y)) as the training entry points build them."""
+    import main_finetune
+    import main_linprobe
+    import main_pretrain
+    from util.engine import set_train_mode
+
+    args = train_args(precision, fused)
+    if section == 'pretrain':
+        model = MAMP(**model_args(size), decoder_dim_feat=size['dim_feat'], decoder_depth=decoder_depth,
+                     norm_skes_loss=True, target='motion').to(device)
+        call = dict(PRETRAIN_CALL, mask_ratio=size['mask_ratio'])
+        return model, main_pretrain.make_optimizer(model, args), lambda m, x, y: m(x, **call)[0]
+    if section == 'linprobe':
+        model = SkeletonTransformer(**model_args(size), num_classes=size['num_classes'], protocol='linprobe')
+        main_linprobe.prepare_model(model)
+        model.to(device)
+        set_train_mode(model)
+        criterion = nn.CrossEntropyLoss()
+        return model, main_linprobe.make_optimizer(model, args), lambda m, x, y: criterion(m(x), y)
+    model = SkeletonTransformer(**model_args(size), num_classes=size['num_classes'], protocol='finetune',
+                                drop_path_rate=FINETUNE_DROP_PATH).to(device)
+    if section == 'eval':
+        return model.eval(), None, None
+    criterion = LabelSmoothingCrossEntropy(0.1)
+    return model, main_finetune.make_optimizer(model, args), lambda m, x, y: criterion(m(x), y)
+
+
+def skeleton_batch(batch, frames, size, device, seed=0):
+    """Random-walk skeletons (batch, 3, frames, 25, 2) and labels (batch,)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, size['dim_in'], frames, size['num_joints'], size['bodies'], generator=g).cumsum(2) * .02
+    y = torch.randint(size['num_classes'], (batch,), generator=g)
+    return x.to(device), y.to(device)
+
+
+def make_step(section, model, optimizer, loss_fn, x, y, precision, device):
+    """A function running one step: a training step (optimiser step included) or, for 'eval', a forward."""
+    from util.misc import LossScaler
+
+    autocast = lambda: torch.autocast(device.type, dtype=AMP[precision], enabled=AMP[precision] is not None)
+    if section == 'eval':
+        def step():
+            with torch.inference_mode(), autocast():
+                model(x)
+        return step
+    scaler = LossScaler(train_args(precision, True), device)
+    params = [p for group in optimizer.param_groups for p in group['params']]
+
+    def step():
+        with autocast():
+            loss = loss_fn(model, x, y)
+        scaler(loss, optimizer, params)
+        optimizer.zero_grad(set_to_none=True)
+    return step
+
+
+# ---------------------------------------------------------------- timing and memory
+
+def synchronize(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def time_calls(fn, warmup, steps, device):
+    """Seconds of each call of fn(): (warm-up calls, timed calls)."""
+    times = []
+    for _ in range(warmup + steps):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return times[:warmup], times[warmup:]
+
+
+class PeakMemory:
+    """Peak memory in MB since the last reset(): CUDA max allocated, or the process's peak RSS on CPU.
+
+    The peak RSS (VmHWM) is reset by writing 5 to /proc/self/clear_refs (Linux); where that is not possible
+    it is the process's lifetime peak (getrusage).
+    """
+
+    def __init__(self, device):
+        self.device = device
+        self.kind = 'cuda_max_allocated' if device.type == 'cuda' else 'peak_rss'
+
+    def reset(self):
+        gc.collect()
+        if self.device.type == 'cuda':
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return
+        try:
+            Path('/proc/self/clear_refs').write_text('5')
+        except OSError:
+            self.kind = 'lifetime_peak_rss'
+
+    def peak_mb(self):
+        if self.device.type == 'cuda':
+            return torch.cuda.max_memory_allocated(self.device) / 2 ** 20
+        if self.kind == 'peak_rss':
+            for line in Path('/proc/self/status').read_text().splitlines():
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) / 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def matmul_flops(size, precision, device, warmup, steps):
+    """FLOP/s of a size^3 matmul in `precision` (median time)."""
+    dtype = AMP[precision] or torch.float32
+    g = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(size, size, generator=g).to(device, dtype) for _ in range(2))
+    _, times = time_calls(lambda: a @ b, warmup, steps, device)
+    seconds = statistics.median(times)
+    return {'section': 'matmul', 'variant': f'{size}^3', 'precision': precision, 'compile': False,
+            'ms_per_step': 1e3 * seconds, 'flops_per_step': 2 * size ** 3, 'gflop_per_s': 2 * size ** 3 / seconds / 1e9,
+            'step_ms': [1e3 * t for t in times]}
+
+
+def model_row(section, size, batch, device, precision, compiled, fused, warmup, steps, memory,
+              decoder_depth=None):
+    torch.manual_seed(0)
+    memory.reset()
+    model, optimizer, loss_fn = build(section, size, device, precision, fused, decoder_depth)
+    run = torch.compile(model) if compiled else model
+    x, y = skeleton_batch(batch, size['num_frames'], size, device)
+    step = make_step(section, run, optimizer, loss_fn, x, y, precision, device)
+    warm, times = time_calls(step, warmup, steps, device)
+    seconds = statistics.median(times)
+    forward, train = model_flops(section, batch, size, decoder_depth)
+    flops = forward if section == 'eval' else train
+    row = {'section': section, 'variant': f'decoder {decoder_depth}' if decoder_depth else '',
+           'precision': precision, 'compile': compiled, 'batch': batch, 'ms_per_step': 1e3 * seconds,
+           'samples_per_s': batch / seconds, 'flops_per_step': flops, 'gflop_per_s': flops / seconds / 1e9,
+           'peak_memory_mb': memory.peak_mb(), 'memory_kind': memory.kind,
+           'warmup_ms': [1e3 * t for t in warm], 'step_ms': [1e3 * t for t in times]}
+    del model, optimizer, run, step
+    return row
+
+
+# ---------------------------------------------------------------- data
+
+def write_npz(path, samples, frames, num_classes, seed=0):
+    """A preprocessed-format .npz: x_train (samples, frames, 150) random walks, zero after a random valid
+    length in [frames / 2, frames]; one-hot y_train; the test split is the same arrays."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((samples, frames, 150)).cumsum(axis=1) * .02).astype(np.float32)
+    valid = rng.integers(frames // 2, frames + 1, samples)
+    x[np.arange(frames)[None, :] >= valid[:, None]] = 0
+    y = np.eye(num_classes, dtype=np.float32)[rng.integers(num_classes, size=samples)]
+    np.savez(path, x_train=x, y_train=y, x_test=x, y_test=y)
+    return x, valid
+
+
+@contextlib.contextmanager
+def num_threads(n):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def feeder_rows(size, batch, device, sections, samples, warmup, steps, memory):
+    """The train feeder's __getitem__ in one thread, and BatchAugment on a batch on the device."""
+    from feeder.augment import BatchAugment
+    from feeder.feeder_ntu import Feeder
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / 'bench.npz'
+        x, valid = write_npz(path, max(samples, batch), size['feeder_frames'], size['num_classes'])
+        if 'feeder' in sections:
+            memory.reset()
+            feeder = Feeder(path, split='train', p_interval=CROP, window_size=size['num_frames'], random_rot=True)
+            np.random.seed(0)
+            torch.manual_seed(0)
+            with num_threads(1):
+                _, times = time_calls(lambda: [feeder[i] for i in range(samples)], warmup, steps, device)
+            seconds = statistics.median(times) / samples
+            rows.append({'section': 'feeder', 'variant': f'{size["feeder_frames"]} frames -> {size["num_frames"]}',
+                         'precision': 'fp32', 'compile': False, 'workers': 1, 'ms_per_sample': 1e3 * seconds,
+                         'samples_per_s': 1 / seconds, 'peak_memory_mb': memory.peak_mb(),
+                         'memory_kind': memory.kind, 'step_ms': [1e3 * t for t in times]})
+        if 'augment' in sections:
+            memory.reset()
+            augment = BatchAugment(CROP, size['num_frames'], random_rot=True, theta=THETA)
+            x = torch.from_numpy(x[:batch]).view(batch, -1, 2, 25, 3).permute(0, 4, 1, 3, 2).contiguous().to(device)
+            valid = torch.from_numpy(valid[:batch]).to(device)
+            torch.manual_seed(0)
+            _, times = time_calls(lambda: augment(x, valid), warmup, steps, device)
+            seconds = statistics.median(times)
+            rows.append({'section': 'augment', 'variant': f'{size["feeder_frames"]} frames -> {size["num_frames"]}',
+                         'precision': 'fp32', 'compile': False, 'batch': batch, 'ms_per_step': 1e3 * seconds,
+                         'samples_per_s': batch / seconds, 'peak_memory_mb': memory.peak_mb(),
+                         'memory_kind': memory.kind, 'step_ms': [1e3 * t for t in times]})
+    return rows
+
+
+# ---------------------------------------------------------------- report
+
+def device_name(device):
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def summary(row):
+    """One line for a row, printed as soon as it is measured."""
+    name = ' '.join(str(v) for v in (row['section'], row['variant'], row['precision'],
+                                     'compiled' if row['compile'] else '') if v)
+    parts = [f"{row['ms_per_sample']:.3f} ms/sample" if 'ms_per_sample' in row else f"{row['ms_per_step']:.1f} ms/step"]
+    if 'samples_per_s' in row:
+        parts.append(f"{row['samples_per_s']:.2f} samples/s")
+    if 'gflop_per_s' in row:
+        parts.append(f"{row['gflop_per_s']:.1f} GFLOP/s" + (f" ({100 * row['matmul_fraction']:.0f}% of matmul)"
+                                                          if 'matmul_fraction' in row else ''))
+    if 'peak_memory_mb' in row:
+        parts.append(f"peak {row['peak_memory_mb']:.0f} MB")
+    return f"{name}: {', '.join(parts)}"
+
+
+def table(rows):
+    """The rows as an aligned text table."""
+    head = ('section', 'variant', 'precision', 'compile', 'ms/step', 'samples/s', 'GFLOP/s', '% matmul', 'peak MB')
+    lines = [head]
+    for r in rows:
+        ms = r.get('ms_per_step', r.get('ms_per_sample'))
+        unit = '/sample' if 'ms_per_sample' in r else ''
+        lines.append((r['section'], r['variant'], r['precision'], 'yes' if r['compile'] else 'no',
+                      f"{ms:.1f}{unit}", f"{r['samples_per_s']:.2f}" if 'samples_per_s' in r else '',
+                      f"{r['gflop_per_s']:.1f}" if 'gflop_per_s' in r else '',
+                      f"{100 * r['matmul_fraction']:.0f}%" if 'matmul_fraction' in r else '',
+                      f"{r['peak_memory_mb']:.0f}" if 'peak_memory_mb' in r else ''))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    return '\n'.join('  '.join(c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+                     for line in lines)
+
+
+def write_json(path, report):
+    path = Path(path)
+    tmp = path.with_name(path.name + '.tmp')
+    tmp.write_text(json.dumps(report, indent=1) + '\n')
+    os.replace(tmp, path)
+
+
+def comma_list(choices=None, type=str):
+    def parse(text):
+        items = [type(t) for t in text.split(',') if t]
+        bad = [t for t in items if choices is not None and t not in choices]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a comma-separated list of {', '.join(choices)}"
+                                             if choices else f"{text!r}: expected a comma-separated list")
+        return items
+    return parse
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser('benchmark.py', description=__doc__.split('\n\n')[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument('--batch', type=int, default=16, help='samples per step (each has 2 bodies)')
+    p.add_argument('--device', default='auto', help="'cpu', 'cuda', 'cuda:N' or 'auto'")
+    p.add_argument('--out', default=None, help='write the results to this JSON file')
+    p.add_argument('--steps', type=int, default=3, help='timed steps per row (the median is reported)')
+    p.add_argument('--warmup', type=int, default=1, help='untimed steps before them')
+    p.add_argument('--amp', type=comma_list(AMP), default=None,
+                   help='precisions of the pre-training rows (default fp32,bf16, and fp16 on CUDA); the other '
+                        'model rows use the first')
+    p.add_argument('--compile', action='store_true', help='also time the pre-training step under torch.compile')
+    p.add_argument('--only', type=comma_list(SECTIONS), default=list(SECTIONS),
+                   help=f"sections to run, from {','.join(SECTIONS)}")
+    p.add_argument('--decoder_depth', type=comma_list(type=int), default=[5, 3],
+                   help='decoder depths of the pre-training rows')
+    p.add_argument('--threads', type=int, default=None, help='torch threads (default: os.cpu_count())')
+    p.add_argument('--feeder_samples', type=int, default=256, help='feeder items per timed pass')
+    p.add_argument('--foreach', action='store_true', help='foreach instead of fused optimiser kernels')
+    p.add_argument('--quick', action='store_true',
+                   help='tiny model (dim 32, depth 2, decoder depth 1, 24 frames) and data, batch 2, 2 steps')
+    return p
+
+
+def main(args):
+    device = torch.device('cuda' if args.device == 'auto' and torch.cuda.is_available()
+                          else 'cpu' if args.device == 'auto' else args.device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit(f"error: --device {args.device}: CUDA is not available on this machine")
+    torch.set_num_threads(args.threads or os.cpu_count())
+    size = QUICK if args.quick else FULL
+    if args.quick:
+        args.batch, args.steps, args.warmup = 2, 2, 1
+        args.decoder_depth, args.feeder_samples = [1], 8
+    precisions = args.amp or (['fp32', 'bf16', 'fp16'] if device.type == 'cuda' else ['fp32', 'bf16'])
+    sections = args.only
+    memory = PeakMemory(device)
+    rows, peaks = [], {}
+
+    def add(row):
+        if 'flops_per_step' in row and row['section'] != 'matmul':
+            peak = peaks.get(row['precision'])
+            if peak:
+                row['matmul_fraction'] = row['gflop_per_s'] / peak
+        rows.append(row)
+        print(summary(row), flush=True)
+
+    print(f"benchmark on {device} ({device_name(device)}), torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, batch {args.batch}{', quick' if args.quick else ''}")
+    if any(s in sections for s in ('matmul', 'pretrain', 'linprobe', 'finetune', 'eval')):
+        for precision in dict.fromkeys(['fp32'] + precisions):
+            row = matmul_flops(size['matmul_size'], precision, device, max(args.warmup, 1), max(args.steps, 5))
+            peaks[precision] = row['gflop_per_s']
+            add(row)
+    main_precision = precisions[0]
+    fused = not args.foreach
+    if 'pretrain' in sections:
+        for compiled in ([False, True] if args.compile else [False]):
+            for depth in args.decoder_depth:
+                for precision in precisions:
+                    add(model_row('pretrain', size, args.batch, device, precision, compiled, fused, args.warmup,
+                                  args.steps, memory, depth))
+    for section in ('linprobe', 'finetune', 'eval'):
+        if section in sections:
+            add(model_row(section, size, args.batch, device, main_precision, False, fused, args.warmup,
+                          args.steps, memory))
+    if 'feeder' in sections or 'augment' in sections:
+        for row in feeder_rows(size, args.batch, device, sections, args.feeder_samples, args.warmup, args.steps,
+                               memory):
+            add(row)
+    report = {'device': str(device), 'device_name': device_name(device), 'torch': torch.__version__,
+              'threads': torch.get_num_threads(), 'batch': args.batch, 'quick': args.quick,
+              'steps': args.steps, 'warmup': args.warmup,
+              'size': {k: v for k, v in size.items()}, 'matmul_gflop_per_s': peaks, 'rows': rows}
+    print()
+    print(table(rows))
+    if args.out:
+        write_json(args.out, report)
+        print(f"wrote {args.out}")
+    return report
+
+
+if __name__ == '__main__':
+    main(get_args_parser().parse_args())

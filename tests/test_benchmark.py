@@ -1,0 +1,88 @@
+"""benchmark.py: a quick run measures every section; the analytic FLOP count equals torch's FLOP counter."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+import benchmark
+from conftest import ROOT
+
+
+def run_benchmark(tmp_path, *flags):
+    out = tmp_path / 'bench.json'
+    proc = subprocess.run([sys.executable, 'benchmark.py', '--quick', '--device', 'cpu', '--out', str(out), *flags],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(out.read_text()), proc.stdout
+
+
+def test_quick_run_reports_every_section(tmp_path):
+    report, stdout = run_benchmark(tmp_path)
+    rows = report['rows']
+    assert {r['section'] for r in rows} == set(benchmark.SECTIONS)
+    assert report['device'] == 'cpu' and report['batch'] == 2 and report['threads'] >= 1
+    assert set(report['matmul_gflop_per_s']) == {'fp32', 'bf16'}
+    assert [(r['precision'], r['variant']) for r in rows if r['section'] == 'pretrain'] == [('fp32', 'decoder 1'),
+                                                                                        ('bf16', 'decoder 1')]
+    for r in rows:
+        assert len(r['step_ms']) == (5 if r['section'] == 'matmul' else 2) and min(r['step_ms']) > 0, r
+        if r['section'] == 'feeder':
+            assert r['workers'] == 1 and r['ms_per_sample'] > 0
+            assert r['samples_per_s'] == pytest.approx(1e3 / r['ms_per_sample'])
+            continue
+        assert r['ms_per_step'] > 0
+        if r['section'] != 'matmul':
+            assert r['peak_memory_mb'] > 0 and r['memory_kind'] == 'peak_rss'
+            assert r['samples_per_s'] == pytest.approx(2e3 / r['ms_per_step'])
+        if r['section'] in ('matmul', 'augment'):
+            continue
+        depth = int(r['variant'].split()[1]) if r['variant'] else None
+        forward, train = benchmark.model_flops(r['section'], 2, benchmark.QUICK, depth)
+        assert r['flops_per_step'] == (forward if r['section'] == 'eval' else train)
+        assert r['gflop_per_s'] == pytest.approx(r['flops_per_step'] / r['ms_per_step'] / 1e6)
+        peak = report['matmul_gflop_per_s'][r['precision']]
+        assert r['matmul_fraction'] == pytest.approx(r['gflop_per_s'] / peak)
+    assert 'pretrain  decoder 1' in stdout and '% matmul' in stdout
+
+
+def test_only_selects_sections(tmp_path):
+    report, _ = run_benchmark(tmp_path, '--only', 'feeder,augment')
+    assert [r['section'] for r in report['rows']] == ['feeder', 'augment']
+    assert report['matmul_gflop_per_s'] == {}
+
+
+def test_bad_section_is_named(capsys):
+    with pytest.raises(SystemExit):
+        benchmark.get_args_parser().parse_args(['--only', 'pretrain,training'])
+    assert "'pretrain,training': expected a comma-separated list of matmul, pretrain" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('section, decoder_depth', [('pretrain', 1), ('pretrain', 5), ('pretrain', 3),
+                                                    ('linprobe', None), ('finetune', None), ('eval', None)])
+@pytest.mark.parametrize('scale', ['quick', 'full'])
+def test_flop_count_matches_flop_counter(section, decoder_depth, scale):
+    """model_flops against FlopCounterMode over the forward (+ backward) of the benchmarked models: the tiny
+    ones on CPU, the full-size ones on the meta device (shapes only, no arithmetic).
+
+    The math SDPA kernel computes attention as two batched matmuls that the counter sees (it does not count
+    the CPU flash kernel), and their backward as four: the same convention as model_flops.
+    """
+    size, batch = (benchmark.QUICK, 3) if scale == 'quick' else (benchmark.FULL, 16)
+    device = torch.device('cpu' if scale == 'quick' else 'meta')
+    torch.manual_seed(0)
+    model, _, loss_fn = benchmark.build(section, size, device, 'fp32', device.type == 'cpu', decoder_depth)
+    x, y = benchmark.skeleton_batch(batch, size['num_frames'], size, device)
+    forward, train = benchmark.model_flops(section, batch, size, decoder_depth)
+    with sdpa_kernel(SDPBackend.MATH):
+        with FlopCounterMode(display=False) as counter:
+            with torch.no_grad():
+                model(x) if loss_fn is None else loss_fn(model, x, y)
+        assert counter.get_total_flops() == forward
+        if loss_fn is not None:
+            with FlopCounterMode(display=False) as counter:
+                loss_fn(model, x, y).backward()
+            assert counter.get_total_flops() == train
