@@ -44,6 +44,8 @@ def _member_memmap(path, info):
         offset = f.tell()
     if dtype.hasobject or 0 in shape:
         return None
+    if offset + int(np.prod(shape)) * dtype.itemsize > Path(path).stat().st_size:
+        raise ValueError(f"{path}: {info.filename} is truncated (the file ends before its {shape} array does)")
     # copy-on-write: the file is never modified, and torch.from_numpy accepts the (writable) array
     return np.memmap(path, dtype=dtype, mode="c", shape=shape, order="F" if fortran else "C", offset=offset)
 
@@ -55,7 +57,8 @@ def load_npz(path, keys, mmap=True):
         raise FileNotFoundError(f"{path}: no such file (expected a preprocessed .npz with x_train, y_train, "
                                 f"x_test, y_test)")
     if not zipfile.is_zipfile(path):
-        raise ValueError(f"{path}: not an .npz archive (expected the output of the preprocessing, e.g. NTU60_XSub.npz)")
+        raise ValueError(f"{path}: not an .npz archive (expected the output of the preprocessing, "
+                         f"e.g. NTU60_XSub.npz)")
     arrays = {}
     with zipfile.ZipFile(path) as zf:
         members = {name[:-4]: zf.getinfo(name) for name in zf.namelist() if name.endswith(".npy")}
@@ -131,6 +134,8 @@ class Feeder(Dataset):
         if data.ndim != 3 or data.shape[2] != NUM_CHANNELS:
             raise ValueError(f"{data_path}: {x_key} has shape {data.shape}; expected (samples, frames, "
                              f"{NUM_CHANNELS}) = 2 bodies x 25 joints x 3 coordinates")
+        if data.dtype != np.float32:
+            raise ValueError(f"{data_path}: {x_key} has dtype {data.dtype}; expected float32")
         if onehot.ndim != 2 or len(onehot) != len(data):
             raise ValueError(f"{data_path}: {y_key} has shape {onehot.shape}; expected one-hot rows "
                              f"({len(data)}, classes) matching {x_key}")
@@ -148,7 +153,8 @@ class Feeder(Dataset):
         if data_ratio < 1:
             rows = rows[label_subset(labels[rows], data_ratio, subset_seed, balanced_subset)]
         self.data, self.rows = data.view(np.ndarray), rows
-        self._ones = np.ones(NUM_CHANNELS, dtype=data.dtype)
+        self._ones = np.ones(NUM_CHANNELS, np.float32)
+        self._valid = np.zeros(len(rows), np.int32)  # valid lengths, 0 until first computed
         self.label = labels[rows]
         self.sample_name = [names[r] for r in rows]
         self._num_classes = onehot.shape[1]
@@ -165,19 +171,26 @@ class Feeder(Dataset):
     def __len__(self):
         return len(self.rows)
 
+    def valid_length(self, index):
+        """Number of frames of sample `index` whose values do not sum to 0 (computed once, then kept)."""
+        if not self._valid[index]:
+            x = self.data[self.rows[index]]
+            self._valid[index] = np.count_nonzero(x @ self._ones)
+            if not self._valid[index]:
+                raise ValueError(f"{self.data_path}: sample {self.sample_name[index]} ({self.split} row "
+                                 f"{self.rows[index]}) has no non-zero frame")
+        return int(self._valid[index])
+
     def __getitem__(self, index):
-        x = self.data[self.rows[index]].astype(np.float32, copy=False)  # (T, 150): T x (body, joint, xyz)
-        valid = int(np.count_nonzero(x @ self._ones))  # frames whose values do not sum to 0
-        if valid == 0:
-            raise ValueError(f"{self.data_path}: sample {self.sample_name[index]} ({self.split} row "
-                             f"{self.rows[index]}) has no non-zero frame")
+        x = self.data[self.rows[index]]  # (T, 150): T x (body, joint, xyz)
+        valid = self.valid_length(index)
         if self.batch_augment:
             return self._layout(torch.from_numpy(x)).numpy(), int(self.label[index]), index, valid
         if len(self.p_interval) == 1:
             offset, length = (int(n) for n in centre_crop(valid, self.p_interval[0]))
         else:
             low, high = self.p_interval
-            length = int(crop_length(valid, np.random.rand(1)[0] * (high - low) + low))
+            length = int(crop_length(valid, np.random.random_sample() * (high - low) + low))
             offset = np.random.randint(0, valid - length + 1)
         clip = torch.from_numpy(x[offset:offset + length]).T[None]  # (1, 150, length)
         if self.window_size > 0:

@@ -274,6 +274,18 @@ def test_memory_mapping(tmp_path):
         assert f.read() == before
 
 
+def test_valid_length(tmp_path):
+    x = np.zeros((2, 50, 150), np.float32)
+    x[0, :37] = 1.0
+    x[0, 20] = 0.0  # a dropped frame inside the sequence: counted out, the prefix rule shortens the crop
+    x[1, :50, 3] = -2.0
+    feeder = Feeder(write_npz(tmp_path / "v.npz", x, [0, 1]), "test", p_interval=[1.0], window_size=-1)
+    assert feeder.valid_length(0) == 36 and feeder.valid_length(1) == 50
+    assert feeder[0][0].shape == (3, 36, 25, 2) and feeder[1][0].shape == (3, 50, 25, 2)
+    feeder.data = np.zeros_like(x)  # computed once, then remembered
+    assert feeder.valid_length(0) == 36
+
+
 def test_names_and_items(tmp_path):
     names = np.array([f"S001C001P001R001A{a:03d}" for a in range(1, 13)])
     path = random_npz(tmp_path, names_train=names, names_test=names)
@@ -295,6 +307,10 @@ def test_errors(tmp_path):
     narrow = write_npz(tmp_path / "narrow.npz", np.ones((2, 10, 75)), [0, 1])
     with pytest.raises(ValueError, match=r"narrow.npz: x_train has shape \(2, 10, 75\); expected \(samples, fr"):
         Feeder(narrow)
+    double = tmp_path / "double.npz"
+    np.savez(double, x_train=np.ones((2, 10, 150)), y_train=np.eye(60)[[0, 1]])
+    with pytest.raises(ValueError, match="double.npz: x_train has dtype float64; expected float32"):
+        Feeder(double)
     text = tmp_path / "text.npz"
     text.write_text("not an archive")
     with pytest.raises(ValueError, match="text.npz: not an .npz archive"):
