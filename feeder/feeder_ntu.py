@@ -92,6 +92,8 @@ def label_subset(labels, ratio, seed, balanced=False):
 class Feeder(Dataset):
     """Samples of one split of a preprocessed `.npz`: `(data (3, window, 25, 2) float32, label, index)`.
 
+    Valid frames: as many as there are frames whose values do not sum to 0 (counted once per sample),
+    taken from the start, as published.
     p_interval: one value p (test): centre crop keeping the middle p of the valid frames; two values
         (train): crop ratio uniform in the interval, at least 64 frames, at a random offset. The crop is
         then resampled linearly to `window_size` frames (-1: keep the cropped frames).
@@ -105,8 +107,8 @@ class Feeder(Dataset):
         the batch on its device.
     random_choose, random_shift, random_move, normalization: accepted for the published configs; the
         published feeder does not use them either.
-    Random draws follow the published order (np.random.rand, np.random.randint, torch uniform_), so
-    the same seeds give the same samples.
+    Random draws follow the published order (one NumPy uniform for the crop ratio, np.random.randint for
+    the offset, torch `uniform_` for the three angles), so the same seeds give the same samples.
     """
 
     def __init__(self, data_path, split="train", p_interval=1, window_size=-1, random_rot=False, bone=False,
