@@ -40,25 +40,29 @@ def parse_skeleton(data, path="<bytes>"):
     num_lines = tokens.num_lines
     line_end = tokens.line_end.tolist()
 
-    def count(line, what):
-        """The non-negative integer on `line`, else BadInput (after reporting any earlier bad body)."""
-        text = data[line_end[line - 1] + 1 if line else 0:line_end[line]] if line < num_lines else b""
+    def count(line):
+        """The non-negative integer alone on `line`, else -1."""
         try:
-            value = int(text)
+            return int(data[line_end[line - 1] + 1 if line else 0:line_end[line]]) if line < num_lines else -1
         except ValueError:
-            value = -1
-        if value >= 0:
-            return value
-        _check_bodies(tokens, body_lines, path)
+            return -1
+
+    def count_error(line, what):
+        _check_bodies(tokens, body_lines, path)  # an earlier malformed body is the real cause
         if line >= num_lines:
-            raise BadInput(path, max(num_lines, 1), f"file ends early: expected {what} on line {line + 1}")
-        found = text.strip().decode("utf-8", "replace")
-        raise BadInput(path, line + 1, f"expected {what} (a non-negative integer), found {found!r}")
+            return BadInput(path, max(num_lines, 1), f"file ends early: expected {what} on line {line + 1}")
+        found = data[line_end[line - 1] + 1 if line else 0:line_end[line]].strip().decode("utf-8", "replace")
+        return BadInput(path, line + 1, f"expected {what} (a non-negative integer), found {found!r}")
 
     line, valid = 1, 0
     dropped, body_lines, body_frames = [], [], []
-    for frame in range(count(0, "the number of frames")):
-        num_bodies = count(line, f"the number of bodies of frame {frame + 1}")
+    num_frames = count(0)
+    if num_frames < 0:
+        raise count_error(0, "the number of frames")
+    for frame in range(num_frames):
+        num_bodies = count(line)
+        if num_bodies < 0:
+            raise count_error(line, f"the number of bodies of frame {frame + 1}")
         if num_bodies:
             body_lines += range(line + 1, line + 1 + BODY_LINES * num_bodies, BODY_LINES)
             body_frames += [valid] * num_bodies
@@ -129,7 +133,10 @@ def _check_numbers(tokens, num_lines, path):
     """Every token of the first `num_lines` lines must be a number (only the kept columns are converted)."""
     b = tokens.bytes[: tokens.line_end[num_lines - 1]]
     # Bytes other than whitespace, digits, '+', '-', '.', 'E' and 'e'; their tokens go through float().
-    odd = np.flatnonzero((b > 32) & ((b > 57) | (b < 43) | (b == 44) | (b == 47)) & (b != 69) & (b != 101))
+    odd = (b > 32) & ((b > 57) | (b < 43) | (b == 44) | (b == 47)) & (b != 69) & (b != 101)
+    if not odd.any():
+        return
+    odd = np.flatnonzero(odd)
     for token in np.unique(np.searchsorted(tokens.start, odd, side="right") - 1).tolist():
         try:
             float(tokens.data[tokens.start[token]:tokens.end[token]])
