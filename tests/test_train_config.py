@@ -117,6 +117,7 @@ def test_resolved_config_round_trips(npz, tmp_path):
     ({'epochs': 'many'}, "epochs: expected an integer, got 'many'"),
     ({'amp': 'fp8'}, "amp: expected one of none, bf16, fp16"),
     ({'batch_size': 2.5}, "batch_size: expected an integer, got 2.5"),
+    ({'model_args': [1, 2]}, "model_args must be a mapping, got [1, 2]"),
 ])
 def test_bad_config_entry_names_key_and_file(npz, tmp_path, entry, message):
     cfg = write_config(tmp_path / 'bad.yaml', 'ntu60_xsub/pretrain_mamp.yaml', npz, **entry)

@@ -12,10 +12,8 @@ from pathlib import Path
 
 import yaml
 
-PROTOCOLS = ('pretrain', 'linprobe', 'finetune')
-# Keys that only a config (or --opts) sets: the classes to build and their constructor arguments.
-CLASS_KEYS = {'feeder': 'train_feeder_args', 'model': 'model_args'}
-CONFIG_ONLY = ('feeder', 'train_feeder_args', 'val_feeder_args', 'model', 'model_args')
+# Keys that only a config (or --opts) sets: the classes to build (module.Class) and their arguments (mappings).
+CONFIG_ONLY = {'feeder': str, 'train_feeder_args': dict, 'val_feeder_args': dict, 'model': str, 'model_args': dict}
 NOT_IN_CONFIG = ('config', 'opts')
 
 
@@ -25,7 +23,8 @@ def fail(message):
 
 
 def get_args_parser(protocol):
-    """The command-line flags of one entry point (`protocol` in PROTOCOLS); each may also be a config key."""
+    """The command-line flags of entry point `protocol` (pretrain, linprobe or finetune); each flag may also be
+    a config key."""
     parser = argparse.ArgumentParser(f'main_{protocol}.py', formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                      description=f'MAMP {protocol}: settings come from --config; the flags '
                                                  f'below override it.')
@@ -103,6 +102,9 @@ def parse_args(protocol, argv=None):
             fail(f"{args.config}: unknown key '{key}' (known keys: {', '.join(sorted(known))})")
         if key in types:
             config[key] = coerce(types[key], value, f"{args.config}: {key}")
+        elif not isinstance(value, CONFIG_ONLY[key]):
+            fail(f"{args.config}: {key} must be a {'mapping' if CONFIG_ONLY[key] is dict else 'class name'}, "
+                 f"got {value!r}")
     missing = [k for k in config_only_keys(protocol) if k not in config]
     if missing:
         fail(f"{args.config}: missing {', '.join(missing)}")
@@ -110,9 +112,9 @@ def parse_args(protocol, argv=None):
     resolved = {**defaults, **config, **given}
     if 'blr' in given and 'lr' not in given:
         resolved['lr'] = None  # --blr on the command line replaces the config's absolute lr
-    for key in CONFIG_ONLY:
-        if key.endswith('_args') and key in resolved:
-            resolved[key] = dict(resolved[key] or {})
+    for key in config_only_keys(protocol):
+        if CONFIG_ONLY[key] is dict:
+            resolved[key] = dict(resolved[key])  # a copy for the overrides below
     if resolved['data_path']:
         for key in ('train_feeder_args', 'val_feeder_args'):
             if key in resolved:

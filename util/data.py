@@ -5,6 +5,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
 
+from feeder.augment import BatchAugment
 from util import dist
 from util.config import fail, import_class
 
@@ -40,7 +41,6 @@ def build_dataset(args, key):
 
 def batch_augmenter(dataset):
     """The on-device augmentation matching a `batch_augment=True` feeder."""
-    from feeder.augment import BatchAugment
     return BatchAugment.from_feeder(dataset)
 
 

@@ -35,10 +35,10 @@ def setup(args):
     if args.num_workers is None:
         per_process = len(os.sched_getaffinity(0)) // int(os.environ.get('LOCAL_WORLD_SIZE', 1))
         args.num_workers = min(8, max(per_process - 1, 0)) if device.type == 'cuda' else 0
-    misc.seed_everything(args.seed)  # the model's initial weights: the same in every run with this seed
     if args.pin_mem is None:
         args.pin_mem = device.type == 'cuda'
     args.log_dir = args.log_dir or args.output_dir
+    misc.seed_everything(args.seed)  # the model's initial weights: the same in every run with this seed
     if misc.eval_only(args) and not misc.resume_path(args):
         config.fail("--eval needs the checkpoint to evaluate: --resume PATH")
     if dist.is_main_process() and not misc.eval_only(args):
