@@ -192,10 +192,10 @@ def run_jobs(job, paths, names, cache_dir, workers, skip_bad, version, desc):
     return ok, bad
 
 
-def load_cached(cache_dir, name):
-    """The arrays a job returned for `name` (stats and stamp left out)."""
+def load_cached(cache_dir, name, keys=None):
+    """The arrays a job returned for `name` (all, or only `keys`; each is read from disk only if asked)."""
     with np.load(Path(cache_dir) / f"{name}.npz") as z:
-        return {k: z[k] for k in z.files if not k.startswith(("stat_", "_stamp"))}
+        return {k: z[k] for k in (keys or z.files) if not k.startswith(("stat_", "_stamp"))}
 
 
 def print_report(title, counts, named=None):

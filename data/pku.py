@@ -123,20 +123,23 @@ def process_video(path):
 
 
 def write_benchmark(path, videos, train_videos, cache_dir):
-    """Write one benchmark's .npz from the cached videos. Returns (train, test) sizes."""
+    """Write one benchmark's .npz from the cached videos, one video in memory at a time.
+    Returns (train, test) sizes."""
     arrays, sizes = {}, []
     for part, in_part in (("train", True), ("test", False)):
         part_videos = [v for v in videos if (v in train_videos) == in_part]
-        cached = {v: load_cached(cache_dir, v) for v in part_videos}
-        names = [f"{v}_{k}" for v in part_videos for k in cached[v]["lines"]]
-        labels = np.concatenate([cached[v]["labels"] for v in part_videos] or [np.zeros(0, np.int64)])
+        index = {v: load_cached(cache_dir, v, ("lines", "labels")) for v in part_videos}
+        names = [f"{v}_{k}" for v in part_videos for k in index[v]["lines"]]
+        labels = np.concatenate([index[v]["labels"] for v in part_videos] or [np.zeros(0, np.int64)])
 
-        def samples(part_videos=part_videos, cached=cached, part=part):
+        def samples(part_videos=part_videos, part=part):
             for v in tqdm(part_videos, desc=f"{path.name} {part}", unit="video", dynamic_ncols=True):
-                offsets = np.cumsum(cached[v]["lengths"])
-                for block in np.split(cached[v]["frames"], offsets[:-1]):
+                video = load_cached(cache_dir, v, ("frames", "lengths"))
+                start = 0
+                for length in video["lengths"]:
                     out = np.zeros((1, MAX_FRAMES, FRAME_VALUES), np.float32)
-                    out[0, :len(block)] = block
+                    out[0, :length] = video["frames"][start:start + length]
+                    start += length
                     yield out
 
         arrays[f"x_{part}"] = Rows((len(names), MAX_FRAMES, FRAME_VALUES), np.float32, samples())

@@ -71,7 +71,8 @@ def test_instances_cut_padded_skipped_and_split(tmp_path):
     long_video[10:20] = 0
     write_video(raw, "0002-L", long_video, ["3,0,350,1", "51,10,20,2", "1,390,400,1"])
     write_video(raw, "0003-M", np.round(rng.normal(size=(50, 150)), 4), ["7,5,45,1"])
-    write_splits(raw, ["0002-L"], ["0003-M", "0002-R"])
+    write_video(raw, "0003-R", np.zeros((50, 150)), ["8,5,45,1"])  # no sample at all
+    write_splits(raw, ["0002-L", "0003-R"], ["0003-M", "0002-R"])
     pku.main(["--phase", "1", "--raw-dir", str(raw), "--out-dir", str(tmp_path / "out"), "--workers", "1"])
     xsub = np.load(tmp_path / "out" / "PKUv1_XSub.npz")
     # 0002-L: instance 0 cut to 300 frames, instance 1 all zero (skipped), instance 2 the last 10 frames.
@@ -83,6 +84,7 @@ def test_instances_cut_padded_skipped_and_split(tmp_path):
     np.testing.assert_array_equal(xsub["y_test"].argmax(1), [6])
     xview = np.load(tmp_path / "out" / "PKUv1_XView.npz")
     assert list(xview["names_train"]) == ["0003-M_0"] and list(xview["names_test"]) == ["0002-L_0", "0002-L_2"]
+    assert xview["x_test"].shape == (2, 300, 150)
 
 
 def valid_raw(tmp_path):
