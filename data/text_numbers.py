@@ -23,7 +23,7 @@ class NotANumber(ValueError):
 
 
 class TextTokens:
-    """Token boundaries of a text buffer (tokens separated by spaces, tabs, CR or LF).
+    """Token boundaries of a text buffer (tokens separated by bytes <= 32: space, tab, CR, LF, ...).
 
     start, end: (tokens,) byte offsets; line_end: (lines,) byte offset of each line's end; count: (lines,)
     tokens per line; first: (lines,) index of each line's first token. Lines are split at LF, so CRLF files
