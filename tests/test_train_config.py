@@ -1,6 +1,7 @@
 """Config resolution, published hyper-parameters, schedules, parameter groups, samplers and the eval loop."""
 import math
-from pathlib import Path
+import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -254,3 +255,50 @@ def test_seeded_items_depend_on_seed_epoch_and_index_only(npz):
     assert np.array_equal(items[(2, 5)][0], a)  # whatever was drawn in between
     assert not np.array_equal(items[(3, 5)][0], a)
     assert not np.array_equal(data.SeededItems(items.dataset, seed=4)[(2, 5)][0], a)
+
+
+@pytest.mark.parametrize('script, env, expected', [
+    ('pretrain.sh', {}, 'main_pretrain.py --config config/ntu60_xsub/pretrain_mamp.yaml '
+                        '--output_dir output/ntu60_xsub/pretrain_mamp --auto_resume'),
+    ('pretrain.sh', {'MODEL': 'mae', 'DATASET': 'pku_v1'},
+     'main_pretrain.py --config config/pku_v1/pretrain_mae.yaml --output_dir output/pku_v1/pretrain_mae --auto_resume'),
+    ('linprobe.sh', {'DATASET': 'ntu120_xset'},
+     'main_linprobe.py --config config/ntu120_xset/linear.yaml --output_dir output/ntu120_xset/linear '
+     '--finetune output/ntu120_xset/pretrain_mamp/checkpoint-399.pth --dist_eval --auto_resume'),
+    ('finetune.sh', {'PRETRAIN': 'official.pth'},
+     'main_finetune.py --config config/ntu60_xsub/finetune.yaml --output_dir output/ntu60_xsub/finetune '
+     '--finetune official.pth --dist_eval --auto_resume'),
+    ('semi.sh', {'RATIO': '10'},
+     'main_finetune.py --config config/ntu60_xsub/semi_10.yaml --output_dir output/ntu60_xsub/semi_10 '
+     '--finetune output/ntu60_xsub/pretrain_mamp/checkpoint-399.pth --dist_eval --auto_resume'),
+    ('transfer.sh', {'SOURCE': 'ntu120_xsub'},
+     'main_finetune.py --config config/transfer/ntu120_xsub_to_pku_v2.yaml '
+     '--output_dir output/transfer/ntu120_xsub_to_pku_v2 '
+     '--finetune output/ntu120_xsub/pretrain_mamp/checkpoint-399.pth --dist_eval --auto_resume'),
+    ('scratch.sh', {'OUTPUT_DIR': '/tmp/x'},
+     'main_finetune.py --config config/ntu60_xsub/scratch.yaml --output_dir /tmp/x --dist_eval --auto_resume'),
+])
+def test_scripts_launch_torchrun_with_their_config(tmp_path, script, env, expected):
+    """Each script runs torchrun on an existing config; a fake torchrun on PATH prints its arguments."""
+    fake = tmp_path / 'torchrun'
+    fake.write_text('#!/usr/bin/env bash\necho "$@"\n')
+    fake.chmod(0o755)
+    run_env = {**os.environ, 'PATH': f"{tmp_path}:{os.environ['PATH']}", 'GPUS': '2', **env}
+    result = subprocess.run(['bash', str(ROOT / 'scripts' / script), '--epochs', '3'], env=run_env,
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f'--standalone --nproc_per_node=2 {expected} --epochs 3'
+    assert (ROOT / expected.split('--config ')[1].split()[0]).is_file()
+
+
+def test_multi_node_launch_needs_the_master_address(tmp_path):
+    fake = tmp_path / 'torchrun'
+    fake.write_text('#!/usr/bin/env bash\necho "$@"\n')
+    fake.chmod(0o755)
+    env = {**os.environ, 'PATH': f"{tmp_path}:{os.environ['PATH']}", 'GPUS': '8', 'NNODES': '2', 'NODE_RANK': '1'}
+    result = subprocess.run(['bash', str(ROOT / 'scripts/pretrain.sh')], env=env, capture_output=True, text=True)
+    assert result.returncode != 0 and 'MASTER_ADDR' in result.stderr
+    result = subprocess.run(['bash', str(ROOT / 'scripts/pretrain.sh')], env={**env, 'MASTER_ADDR': '10.0.0.1'},
+                            capture_output=True, text=True)
+    assert result.stdout.startswith('--nnodes=2 --node_rank=1 --nproc_per_node=8 --master_addr=10.0.0.1 '
+                                    '--master_port=29500 main_pretrain.py')

@@ -28,6 +28,7 @@ def setup(args):
     local_rank = dist.init_distributed_mode(device.type)
     if device.type == 'cuda':
         device = torch.device('cuda', local_rank)
+        torch.backends.cudnn.benchmark = True
     world = dist.get_world_size()
     eff_batch_size = args.batch_size * args.accum_iter * world
     if args.lr is None:
