@@ -3,11 +3,13 @@
     python -m data.bench ../shared/realdata/ntu/raw --workers 1,2
 
 Prints the per-file time of each stage on one core, then for each worker count the files/s over the
-given files (repeated --repeat times; the process pool is started before the clock) and the projected
-time for all of NTU-60 (56,880 files) and NTU-120 (114,480 files). Nothing is cached or written.
+given files (repeated --repeat times; the process pool is started before the clock), the CPU time per
+file, and the projected time for all of NTU-60 (56,880 files) and NTU-120 (114,480 files). Nothing is
+cached or written.
 """
 import argparse
 import multiprocessing
+import os
 import time
 from pathlib import Path
 
@@ -18,8 +20,11 @@ from data.pipeline import DataError, run_command, worker_setup
 DATASET_FILES = {"NTU-60": 56_880, "NTU-120": 114_480}
 
 
-def _frames(path):
-    return process_file(path)[1]["frames"]
+def _cpu_seconds(path):
+    """Process one file; the CPU seconds it took in this process."""
+    t0 = time.process_time()
+    process_file(path)
+    return time.process_time() - t0
 
 
 def stage_times(paths):
@@ -36,17 +41,17 @@ def stage_times(paths):
 
 
 def files_per_second(paths, workers):
-    """Files/s of parsing + actor selection over `paths` with `workers` processes."""
+    """(files/s of wall-clock time, CPU seconds per file) of parsing + actor selection over `paths`
+    with `workers` processes."""
     if workers == 1:
         t0 = time.perf_counter()
-        for path in paths:
-            _frames(path)
-        return len(paths) / (time.perf_counter() - t0)
+        cpu = [_cpu_seconds(path) for path in paths]
+        return len(paths) / (time.perf_counter() - t0), sum(cpu) / len(paths)
     with multiprocessing.Pool(workers, initializer=worker_setup) as pool:
-        pool.map(_frames, paths[:workers])  # start-up and imports off the clock
+        pool.map(_cpu_seconds, paths[:workers])  # start-up and imports off the clock
         t0 = time.perf_counter()
-        pool.map(_frames, paths, chunksize=max(1, len(paths) // (8 * workers)))
-        return len(paths) / (time.perf_counter() - t0)
+        cpu = pool.map(_cpu_seconds, paths, chunksize=max(1, len(paths) // (8 * workers)))
+        return len(paths) / (time.perf_counter() - t0), sum(cpu) / len(paths)
 
 
 def main(argv=None):
@@ -62,17 +67,20 @@ def main(argv=None):
     if not paths:
         raise DataError(f"no .skeleton files in {', '.join(args.paths)}")
     workers = [int(w) for w in args.workers.split(",")]
+    load = os.getloadavg()[0]
+    print(f"load average {load:.1f} on {os.cpu_count()} cores before the run (other processes slow the wall-clock "
+          f"rates; CPU ms/file is what this work costs)")
     with worker_setup():
         parse, select = stage_times(paths)
         print(f"{len(paths)} files, one process: parsing {parse * 1e3:.2f} ms/file, "
               f"actor selection {select * 1e3:.2f} ms/file")
         base = None
         for w in workers:
-            rate = files_per_second(paths * args.repeat, w)
+            rate, cpu = files_per_second(paths * args.repeat, w)
             base = base or rate
             projected = ", ".join(f"{name} {n / rate / 60:.1f} min" for name, n in DATASET_FILES.items())
-            print(f"workers {w}: {rate:.0f} files/s ({1e3 / rate:.2f} ms/file, x{rate / base:.2f}); "
-                  f"projected {projected}")
+            print(f"workers {w}: {rate:.0f} files/s ({1e3 / rate:.2f} ms/file, x{rate / base:.2f}, CPU "
+                  f"{cpu * 1e3:.2f} ms/file); projected {projected}")
 
 
 if __name__ == "__main__":

@@ -382,7 +382,7 @@ def test_bench_prints_rate_and_projection(tmp_path):
     result = subprocess.run([sys.executable, "-m", "data.bench", str(raw), "--workers", "1,2", "--repeat", "2"],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    lines = result.stdout.splitlines()[1:]
     assert lines[0].startswith("3 files, one process: parsing")
     for workers, line in zip((1, 2), lines[1:]):
         rate = float(line.split(": ")[1].split(" files/s")[0])
