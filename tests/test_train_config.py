@@ -17,11 +17,11 @@ from model_transformer import SkeletonTransformer
 from train_fixtures import ROOT, TINY_ENCODER, write_config, write_npz
 from util import config, data, engine, lr_sched, runner
 
-CONFIGS = sorted((ROOT / 'config').glob('*/*.yaml'))
 DATASETS = {'ntu60_xsub': 60, 'ntu60_xview': 60, 'ntu120_xsub': 120, 'ntu120_xset': 120, 'pku_v1': 51, 'pku_v2': 51}
 DATA_FILES = {'ntu60_xsub': 'data/ntu/NTU60_XSub.npz', 'ntu60_xview': 'data/ntu/NTU60_XView.npz',
               'ntu120_xsub': 'data/ntu120/NTU120_XSub.npz', 'ntu120_xset': 'data/ntu120/NTU120_XSet.npz',
               'pku_v1': 'data/pku_v1/PKUv1_XSub.npz', 'pku_v2': 'data/pku_v2/PKUv2_XSub.npz'}
+PUBLISHED = sorted(p for name in [*DATASETS, 'transfer'] for p in (ROOT / 'config' / name).glob('*.yaml'))
 
 
 def protocol_of(path):
@@ -45,7 +45,13 @@ def test_every_dataset_has_every_protocol():
         'ntu60_xsub_to_pku_v2', 'ntu120_xsub_to_pku_v2', 'pku_v1_to_pku_v2'}
 
 
-@pytest.mark.parametrize('path', CONFIGS, ids=lambda p: f'{p.parent.name}/{p.stem}')
+@pytest.mark.parametrize('path', sorted((ROOT / 'config').glob('*/*.yaml')), ids=lambda p: f'{p.parent.name}/{p.stem}')
+def test_every_config_resolves_with_its_entry_point(path):
+    args = config.parse_args(protocol_of(path), ['--config', str(path)])
+    assert args.train_feeder_args['window_size'] == args.model_args['num_frames']
+
+
+@pytest.mark.parametrize('path', PUBLISHED, ids=lambda p: f'{p.parent.name}/{p.stem}')
 def test_configs_resolve_with_published_values(path):
     """Each config parses with its entry point; class counts, data files and key values are as published."""
     args = config.parse_args(protocol_of(path), ['--config', str(path)])

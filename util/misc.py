@@ -86,8 +86,9 @@ def atomic_copy(src, dst):
 
 
 def save_model(args, epoch, model_without_ddp, optimizer, loss_scaler, **extra):
-    """Write checkpoint-last.pth (every epoch) and checkpoint-<epoch>.pth (every --save_every epochs and at the
-    last epoch) on rank 0, in the published format {'model', 'optimizer', 'epoch', 'scaler', 'args'} plus `extra`.
+    """Write checkpoint-<epoch>.pth (every --save_every epochs and at the last epoch), then checkpoint-last.pth
+    (every epoch), on rank 0, in the published format {'model', 'optimizer', 'epoch', 'scaler', 'args'} plus
+    `extra`. checkpoint-last.pth is written last: a run stopped before it is resumed from the previous epoch.
     """
     if not dist.is_main_process():
         return
@@ -95,9 +96,12 @@ def save_model(args, epoch, model_without_ddp, optimizer, loss_scaler, **extra):
     state = {'model': model_without_ddp.state_dict(), 'optimizer': optimizer.state_dict(), 'epoch': epoch,
              'scaler': loss_scaler.state_dict(), 'args': vars(args), **extra}
     last = output_dir / 'checkpoint-last.pth'
-    atomic_save(state, last)
     if (epoch + 1) % args.save_every == 0 or epoch + 1 == args.epochs:
-        atomic_copy(last, output_dir / f'checkpoint-{epoch}.pth')
+        numbered = output_dir / f'checkpoint-{epoch}.pth'
+        atomic_save(state, numbered)
+        atomic_copy(numbered, last)
+    else:
+        atomic_save(state, last)
 
 
 def eval_only(args):
