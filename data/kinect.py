@@ -18,6 +18,7 @@ JOINT_VALUES = 12
 BODY_VALUES = 10
 BODY_LINES = 2 + NUM_JOINTS  # info line, joint count, joint lines
 _KEPT_COLUMNS = np.array([0, 1, 2, 5, 6])  # x, y, z, colorX, colorY
+_NUMBER_BYTES = b"0123456789+-.Ee" + bytes(range(33))  # and whitespace / control bytes
 _EXPECTED_COUNTS = np.array([BODY_VALUES, 1] + [JOINT_VALUES] * NUM_JOINTS)  # tokens per line of a body block
 
 # joints: (n, 25, 3) float32 x, y, z; colors: (n, 25, 2) float32 colour-image x, y;
@@ -131,12 +132,11 @@ def _int_or_none(text):
 
 def _check_numbers(tokens, num_lines, path):
     """Every token of the first `num_lines` lines must be a number (only the kept columns are converted)."""
-    b = tokens.bytes[: tokens.line_end[num_lines - 1]]
-    # Bytes other than whitespace, digits, '+', '-', '.', 'E' and 'e'; their tokens go through float().
-    odd = (b > 32) & ((b > 57) | (b < 43) | (b == 44) | (b == 47)) & (b != 69) & (b != 101)
-    if not odd.any():
+    region = tokens.data[: tokens.line_end[num_lines - 1]]
+    if not region.translate(None, _NUMBER_BYTES):  # nothing but digits, signs, dots, exponents, whitespace
         return
-    odd = np.flatnonzero(odd)
+    b = tokens.bytes[: len(region)]
+    odd = np.flatnonzero((b > 32) & ((b > 57) | (b < 43) | (b == 44) | (b == 47)) & (b != 69) & (b != 101))
     for token in np.unique(np.searchsorted(tokens.start, odd, side="right") - 1).tolist():
         try:
             float(tokens.data[tokens.start[token]:tokens.end[token]])
