@@ -1,5 +1,6 @@
 """End-to-end runs of the three entry points on CPU with tiny models and generated data."""
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -125,10 +126,22 @@ def test_finetune_epoch_outputs_and_eval(work, pretrained, finetuned):
     assert len(read_log(finetuned)) == 1  # evaluating wrote nothing
 
 
+@contextlib.contextmanager
+def one_thread():
+    """One intra-op thread, as the subprocesses (OMP_NUM_THREADS=1): tiny models on shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def pretrain_in_process(work, out, *flags):
     argv = ['--config', str(work['pretrain']), '--output_dir', str(out), '--device', 'cpu', '--epochs', '2',
             '--save_every', '1', '--print_freq', '1', *map(str, flags)]
-    return main_pretrain.main(config.parse_args('pretrain', argv))
+    with one_thread():
+        return main_pretrain.main(config.parse_args('pretrain', argv))
 
 
 @pytest.fixture(scope='module')
@@ -250,7 +263,8 @@ def test_linprobe_from_an_official_checkpoint(work, tmp_path):
     cfg = write_config(tmp_path / 'linear.yaml', 'ntu60_xsub/linear.yaml', work['npz'], model_args=encoder)
     argv = ['--config', str(cfg), '--output_dir', str(tmp_path / 'out'), '--device', 'cpu',
             '--finetune', str(tmp_path / 'official.pth')]
-    main_linprobe.main(config.parse_args('linprobe', argv))
+    with one_thread():
+        main_linprobe.main(config.parse_args('linprobe', argv))
     probe = load_checkpoint(tmp_path / 'out' / 'checkpoint-last.pth')['model']
     encoder_keys = [k for k in probe if not k.startswith('head.')]
     assert len(encoder_keys) == len([k for k in official['state_dict'] if not k.startswith(('decoder', 'mask'))])
