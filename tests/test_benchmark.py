@@ -25,11 +25,12 @@ def test_quick_run_reports_every_section(tmp_path):
     rows = report['rows']
     assert {r['section'] for r in rows} == set(benchmark.SECTIONS)
     assert report['device'] == 'cpu' and report['batch'] == 2 and report['threads'] >= 1
+    assert not report['keep_memory']
     assert set(report['matmul_gflop_per_s']) == {'fp32', 'bf16'}
     assert [(r['precision'], r['variant']) for r in rows if r['section'] == 'pretrain'] == [('fp32', 'decoder 1'),
                                                                                         ('bf16', 'decoder 1')]
     for r in rows:
-        assert len(r['step_ms']) == (5 if r['section'] == 'matmul' else 2) and min(r['step_ms']) > 0, r
+        assert len(r['step_ms']) == (10 if r['section'] == 'matmul' else 2) and min(r['step_ms']) > 0, r
         if r['section'] == 'feeder':
             assert r['workers'] == 1 and r['ms_per_sample'] > 0
             assert r['samples_per_s'] == pytest.approx(1e3 / r['ms_per_sample'])
@@ -49,10 +50,11 @@ def test_quick_run_reports_every_section(tmp_path):
     assert 'pretrain  decoder 1' in stdout and '% matmul' in stdout
 
 
-def test_only_selects_sections(tmp_path):
-    report, _ = run_benchmark(tmp_path, '--only', 'feeder,augment')
+def test_only_selects_sections_and_keep_memory(tmp_path):
+    report, stdout = run_benchmark(tmp_path, '--only', 'feeder,augment', '--keep_memory')
     assert [r['section'] for r in report['rows']] == ['feeder', 'augment']
     assert report['matmul_gflop_per_s'] == {}
+    assert report['keep_memory'] and 'malloc keeps freed memory' in stdout
 
 
 def test_bad_section_is_named(capsys):
