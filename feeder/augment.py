@@ -1,14 +1,15 @@
 """Temporal crop-resize, rotation, bone and motion modalities on batches of skeleton sequences.
 
 Sequences are tensors (N, C=3, T, V=25, M=2) on any device, so that training can augment whole batches
-on the GPU. The per-sample feeder uses the same crop rules, rotation and modalities with N = 1, and
-resamples its one crop with the published `F.interpolate` call; `crop_resize` computes the same values
-for a batch of crops of different lengths. Both reproduce the published feeder bit for bit: on CPU, its
-`F.interpolate(..., mode='bilinear', align_corners=False)` computes the source position as
-fma(scale, j + 0.5, -0.5) and the output as fma(w0, x0, w1 * x1) in float32, and a product of two
-float32 numbers is exact in float64, so float64 arithmetic rounded to float32 gives the same values.
-On a GPU the rotation's matrix product may round differently in the last bit.
+on the GPU; the per-sample feeder uses the same functions on one (C, T, V, M) sequence. They reproduce
+the published feeder bit for bit on CPU. Its resampling, `F.interpolate(..., mode='bilinear',
+align_corners=False)` on a (1, 1, C*V*M, T) tensor, computes in float32 the source position of output
+frame j as fma(scale, j + 0.5, -0.5) with scale = L / window (exact in float64, then rounded) and the
+output as fma(w0, x[i0], w1 * x[i1]); its rotation is a float32 3 x 3 matrix product. On a GPU the
+last bit may differ.
 """
+import functools
+
 import torch
 
 from data.skeleton import PARENTS
@@ -72,8 +73,24 @@ def crop_resize(x, offsets, lengths, window):
         idx = (offsets[:, None] + idx)[:, None, :, None, None].expand(n, c, window, v, m)
         return torch.gather(x, 2, idx)
 
-    w0, w1 = w0[:, None, :, None, None], w1[:, None, :, None, None]
-    return (frames(i0).double() * w0.double() + (frames(i1) * w1).double()).float()
+    return _lerp(frames(i0), frames(i1), w0[:, None, :, None, None], w1[:, None, :, None, None])
+
+
+@functools.lru_cache(maxsize=1024)
+def _clip_weights(length, window):
+    i0, i1, w0, w1 = resample_weights(torch.tensor([length]), window)
+    return i0[0], i1[0], w0[0, :, None], w1[0, :, None]
+
+
+def resample(clip, window):
+    """One crop in file layout, frames (L, features) -> (window, features); the weights of L are kept."""
+    i0, i1, w0, w1 = _clip_weights(len(clip), window)
+    return _lerp(clip.index_select(0, i0), clip.index_select(0, i1), w0, w1)
+
+
+def _lerp(x0, x1, w0, w1):
+    """fma(w0, x0, w1 * x1) in float32: torch's addcmul fuses its multiply-add, as the interpolation does."""
+    return torch.addcmul(x1 * w1, x0, w0)
 
 
 _PARENTS = torch.tensor(PARENTS)
@@ -100,10 +117,8 @@ def rotation_matrix(angles):
 
 
 def rotate(x, rot):
-    """Apply rot (N, 3, 3) to the (x, y, z) of every joint of x (N, 3, T, V, M), one matmul per sample."""
-    if len(x) == 1:  # the per-sample feeder: a plain matrix product costs less than a batched one
-        return torch.mm(rot[0], x.reshape(3, -1)).view(x.shape)
-    return torch.matmul(rot, x.reshape(len(x), 3, -1)).view(x.shape)
+    """Apply rot (..., 3, 3) to the (x, y, z) of every joint of x (..., 3, T, V, M): one matrix product."""
+    return torch.matmul(rot, x.reshape(*x.shape[:-4], 3, -1)).view(x.shape)
 
 
 def random_angles(n, theta=0.3, device=None, generator=None):

@@ -10,16 +10,16 @@ The feeder maps that block in place with `np.memmap`: nothing is extracted or co
 only the headers, and DataLoader workers share the page cache. Compressed members are read into
 memory once.
 """
+import functools
 import struct
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from feeder.augment import centre_crop, crop_length, rotate, rotation_rows, to_bone, to_velocity
+from feeder.augment import centre_crop, crop_length, resample, rotate, rotation_rows, to_bone, to_velocity
 
 NUM_CHANNELS = 150  # 2 bodies x 25 joints x 3 coordinates
 SPLITS = ("train", "test")
@@ -70,6 +70,17 @@ def load_npz(path, keys, mmap=True):
             mapped = _member_memmap(path, info) if mmap and info.compress_type == zipfile.ZIP_STORED else None
             arrays[key] = mapped if mapped is not None else npz[key]
     return arrays, sorted(members)
+
+
+@functools.lru_cache(maxsize=1024)
+def _layout_index(frames):
+    """Flat indices that `to_layout` gathers, for `frames` frames."""
+    return np.arange(frames * NUM_CHANNELS).reshape(frames, 2, 25, 3).transpose(3, 0, 2, 1).ravel()
+
+
+def to_layout(x):
+    """(T, 150) in file order (frame, body, joint, xyz) -> a new (3, T, 25, 2) array (one gather)."""
+    return x.ravel().take(_layout_index(len(x))).reshape(3, len(x), 25, 2)
 
 
 def label_subset(labels, ratio, seed, balanced=False):
@@ -154,12 +165,26 @@ class Feeder(Dataset):
         rows = np.arange(min(len(data), 100) if debug else len(data))
         if data_ratio < 1:
             rows = rows[label_subset(labels[rows], data_ratio, subset_seed, balanced_subset)]
-        self.data, self.rows = data.view(np.ndarray), rows
+        self._x_key, self._use_mmap = x_key, use_mmap
+        self._attach(data)
+        self.rows = rows
         self._ones = np.ones(NUM_CHANNELS, np.float32)
         self._valid = np.zeros(len(rows), np.int32)  # valid lengths, 0 until first computed
         self.label = labels[rows]
         self.sample_name = [names[r] for r in rows]
         self._num_classes = onehot.shape[1]
+
+    def _attach(self, data):
+        self.data = data.view(np.ndarray)  # (N, T, 150): T x (body, joint, xyz)
+        self._tensor = torch.from_numpy(self.data)
+
+    def __getstate__(self):
+        """Without the arrays: a worker started by 'spawn' maps the file again instead of receiving a copy."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("data", "_tensor")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._attach(load_npz(self.data_path, (self._x_key,), mmap=self._use_mmap)[0][self._x_key])
 
     @property
     def num_classes(self):
@@ -184,31 +209,27 @@ class Feeder(Dataset):
         return int(self._valid[index])
 
     def __getitem__(self, index):
-        x = self.data[self.rows[index]]  # (T, 150): T x (body, joint, xyz)
         valid = self.valid_length(index)
+        sample = self._tensor[self.rows[index]]  # (T, 150) view of the file
         if self.batch_augment:
-            return self._layout(torch.from_numpy(x)).numpy(), int(self.label[index]), index, valid
+            return to_layout(sample.numpy()), int(self.label[index]), index, valid
         if len(self.p_interval) == 1:
             offset, length = (int(n) for n in centre_crop(valid, self.p_interval[0]))
         else:
             low, high = self.p_interval
             length = int(crop_length(valid, np.random.random_sample() * (high - low) + low))
             offset = np.random.randint(0, valid - length + 1)
-        clip = torch.from_numpy(x[offset:offset + length]).T[None]  # (1, 150, length)
+        clip = sample[offset:offset + length]
         if self.window_size > 0:
-            clip = F.interpolate(clip, size=self.window_size, mode="linear", align_corners=False)
-        data = clip.view(1, 2, 25, 3, -1).permute(0, 3, 4, 2, 1)  # (1, 3, window, 25, 2) view
+            clip = resample(clip, self.window_size)
+        data = torch.from_numpy(to_layout(clip.numpy()))
         if self.random_rot:
-            angles = torch.zeros(3).uniform_(-0.3, 0.3)
+            angles = torch.empty(3).uniform_(-0.3, 0.3)
             rot = np.array(rotation_rows(angles.cos().numpy(), angles.sin().numpy()), dtype=np.float32)
-            data = rotate(data, torch.from_numpy(rot)[None])
+            data = rotate(data, torch.from_numpy(rot))
         if self.bone:
             data = to_bone(data)
         if self.vel:
             data = to_velocity(data)
-        return data[0].contiguous().numpy(), int(self.label[index]), index
+        return data.numpy(), int(self.label[index]), index
 
-    @staticmethod
-    def _layout(x):
-        """(T, 150) in file order (body, joint, xyz) -> contiguous (3, T, 25, 2)."""
-        return x.view(len(x), 2, 25, 3).permute(3, 0, 2, 1).contiguous()

@@ -1,4 +1,5 @@
 import math
+import pickle
 import zipfile
 
 import numpy as np
@@ -284,6 +285,22 @@ def test_valid_length(tmp_path):
     assert feeder[0][0].shape == (3, 36, 25, 2) and feeder[1][0].shape == (3, 50, 25, 2)
     feeder.data = np.zeros_like(x)  # computed once, then remembered
     assert feeder.valid_length(0) == 36
+
+
+def test_pickled_feeder_maps_the_file_again(tmp_path):
+    path = random_npz(tmp_path)
+    feeder = Feeder(path, "train", p_interval=[0.5, 1], window_size=120, random_rot=True)
+    blob = pickle.dumps(feeder)
+    assert len(blob) < 20_000 < feeder.data.nbytes  # what a worker started by 'spawn' receives
+    clone = pickle.loads(blob)
+    assert isinstance(clone.data.base, np.memmap)
+    for i in range(len(feeder)):
+        np.random.seed(i)
+        torch.manual_seed(i)
+        expected = feeder[i][0]
+        np.random.seed(i)
+        torch.manual_seed(i)
+        np.testing.assert_array_equal(clone[i][0], expected)
 
 
 def test_names_and_items(tmp_path):
