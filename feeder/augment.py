@@ -79,13 +79,14 @@ def crop_resize(x, offsets, lengths, window):
 @functools.lru_cache(maxsize=1024)
 def _clip_weights(length, window):
     i0, i1, w0, w1 = resample_weights(torch.tensor([length]), window)
-    return i0[0], i1[0], w0[0, :, None], w1[0, :, None]
+    return torch.cat([i0[0], i1[0]]), w0[0, :, None], w1[0, :, None]
 
 
 def resample(clip, window):
     """One crop in file layout, frames (L, features) -> (window, features); the weights of L are kept."""
-    i0, i1, w0, w1 = _clip_weights(len(clip), window)
-    return _lerp(clip.index_select(0, i0), clip.index_select(0, i1), w0, w1)
+    both, w0, w1 = _clip_weights(len(clip), window)
+    frames = clip.index_select(0, both)  # frames i0, then frames i1
+    return _lerp(frames[:window], frames[window:], w0, w1)
 
 
 def _lerp(x0, x1, w0, w1):

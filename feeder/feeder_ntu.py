@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from feeder.augment import centre_crop, crop_length, resample, rotate, rotation_rows, to_bone, to_velocity
+from feeder.augment import centre_crop, crop_length, resample, rotation_rows, to_bone, to_velocity
 
 NUM_CHANNELS = 150  # 2 bodies x 25 joints x 3 coordinates
 SPLITS = ("train", "test")
@@ -222,14 +222,15 @@ class Feeder(Dataset):
         clip = sample[offset:offset + length]
         if self.window_size > 0:
             clip = resample(clip, self.window_size)
-        data = torch.from_numpy(to_layout(clip.numpy()))
+        data = to_layout(clip.numpy())
         if self.random_rot:
             angles = torch.empty(3).uniform_(-0.3, 0.3)
             rot = np.array(rotation_rows(angles.cos().numpy(), angles.sin().numpy()), dtype=np.float32)
-            data = rotate(data, torch.from_numpy(rot))
+            # augment.rotate for one sequence
+            data = torch.mm(torch.from_numpy(rot), torch.from_numpy(data.reshape(3, -1))).numpy().reshape(data.shape)
         if self.bone:
-            data = to_bone(data)
+            data = to_bone(torch.from_numpy(data)).numpy()
         if self.vel:
-            data = to_velocity(data)
-        return data.numpy(), int(self.label[index]), index
+            data = to_velocity(torch.from_numpy(data)).numpy()
+        return data, int(self.label[index]), index
 
