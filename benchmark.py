@@ -194,15 +194,23 @@ def synchronize(device):
 
 
 def time_calls(fn, warmup, steps, device):
-    """Seconds of each call of fn(): (warm-up calls, timed calls)."""
-    times = []
+    """Run fn() warmup + steps times -> wall seconds of the warm-up calls, wall and process CPU seconds (all
+    threads) of the timed calls. On a shared machine the CPU time shows how much of the wall time was ours."""
+    wall, cpu = [], []
     for _ in range(warmup + steps):
         synchronize(device)
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
         synchronize(device)
-        times.append(time.perf_counter() - start)
-    return times[:warmup], times[warmup:]
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return wall[:warmup], wall[warmup:], cpu[warmup:]
+
+
+def timing_fields(times, cpu):
+    """Row fields of the timed calls: the per-call lists, the median CPU time and the 1-minute load average."""
+    return {'step_ms': [1e3 * t for t in times], 'cpu_ms': [1e3 * t for t in cpu],
+            'cpu_ms_median': 1e3 * statistics.median(cpu), 'load_average': os.getloadavg()[0]}
 
 
 class PeakMemory:
@@ -242,11 +250,11 @@ def matmul_flops(size, precision, device, warmup, steps):
     dtype = AMP[precision] or torch.float32
     g = torch.Generator().manual_seed(0)
     a, b = (torch.randn(size, size, generator=g).to(device, dtype) for _ in range(2))
-    _, times = time_calls(lambda: a @ b, warmup, steps, device)
+    _, times, cpu = time_calls(lambda: a @ b, warmup, steps, device)
     seconds = statistics.median(times)
     return {'section': 'matmul', 'variant': f'{size}^3', 'precision': precision, 'compile': False,
             'ms_per_step': 1e3 * seconds, 'flops_per_step': 2 * size ** 3, 'gflop_per_s': 2 * size ** 3 / seconds / 1e9,
-            'step_ms': [1e3 * t for t in times]}
+            **timing_fields(times, cpu)}
 
 
 def model_row(section, size, batch, device, precision, compiled, fused, warmup, steps, memory,
@@ -257,7 +265,7 @@ def model_row(section, size, batch, device, precision, compiled, fused, warmup, 
     run = torch.compile(model) if compiled else model
     x, y = skeleton_batch(batch, size['num_frames'], size, device)
     step = make_step(section, run, optimizer, loss_fn, x, y, precision, device)
-    warm, times = time_calls(step, warmup, steps, device)
+    warm, times, cpu = time_calls(step, warmup, steps, device)
     seconds = statistics.median(times)
     forward, train = model_flops(section, batch, size, decoder_depth)
     flops = forward if section == 'eval' else train
@@ -265,7 +273,7 @@ def model_row(section, size, batch, device, precision, compiled, fused, warmup, 
            'precision': precision, 'compile': compiled, 'batch': batch, 'ms_per_step': 1e3 * seconds,
            'samples_per_s': batch / seconds, 'flops_per_step': flops, 'gflop_per_s': flops / seconds / 1e9,
            'peak_memory_mb': memory.peak_mb(), 'memory_kind': memory.kind,
-           'warmup_ms': [1e3 * t for t in warm], 'step_ms': [1e3 * t for t in times]}
+           'warmup_ms': [1e3 * t for t in warm], **timing_fields(times, cpu)}
     del model, optimizer, run, step
     return row
 
@@ -309,24 +317,24 @@ def feeder_rows(size, batch, device, sections, samples, warmup, steps, memory):
             np.random.seed(0)
             torch.manual_seed(0)
             with num_threads(1):
-                _, times = time_calls(lambda: [feeder[i] for i in range(samples)], warmup, steps, device)
+                _, times, cpu = time_calls(lambda: [feeder[i] for i in range(samples)], warmup, steps, device)
             seconds = statistics.median(times) / samples
             rows.append({'section': 'feeder', 'variant': f'{size["feeder_frames"]} frames -> {size["num_frames"]}',
                          'precision': 'fp32', 'compile': False, 'workers': 1, 'ms_per_sample': 1e3 * seconds,
                          'samples_per_s': 1 / seconds, 'peak_memory_mb': memory.peak_mb(),
-                         'memory_kind': memory.kind, 'step_ms': [1e3 * t for t in times]})
+                         'memory_kind': memory.kind, **timing_fields(times, cpu)})
         if 'augment' in sections:
             memory.reset()
             augment = BatchAugment(CROP, size['num_frames'], random_rot=True, theta=THETA)
             x = torch.from_numpy(x[:batch]).view(batch, -1, 2, 25, 3).permute(0, 4, 1, 3, 2).contiguous().to(device)
             valid = torch.from_numpy(valid[:batch]).to(device)
             torch.manual_seed(0)
-            _, times = time_calls(lambda: augment(x, valid), warmup, steps, device)
+            _, times, cpu = time_calls(lambda: augment(x, valid), warmup, steps, device)
             seconds = statistics.median(times)
             rows.append({'section': 'augment', 'variant': f'{size["feeder_frames"]} frames -> {size["num_frames"]}',
                          'precision': 'fp32', 'compile': False, 'batch': batch, 'ms_per_step': 1e3 * seconds,
                          'samples_per_s': batch / seconds, 'peak_memory_mb': memory.peak_mb(),
-                         'memory_kind': memory.kind, 'step_ms': [1e3 * t for t in times]})
+                         'memory_kind': memory.kind, **timing_fields(times, cpu)})
     return rows
 
 
@@ -356,6 +364,7 @@ def summary(row):
                                                           if 'matmul_fraction' in row else ''))
     if 'peak_memory_mb' in row:
         parts.append(f"peak {row['peak_memory_mb']:.0f} MB")
+    parts.append(f"CPU {row['cpu_ms_median']:.0f} ms/call, load average {row['load_average']:.1f}")
     return f"{name}: {', '.join(parts)}"
 
 

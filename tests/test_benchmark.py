@@ -30,7 +30,8 @@ def test_quick_run_reports_every_section(tmp_path):
     assert [(r['precision'], r['variant']) for r in rows if r['section'] == 'pretrain'] == [('fp32', 'decoder 1'),
                                                                                         ('bf16', 'decoder 1')]
     for r in rows:
-        assert len(r['step_ms']) == (10 if r['section'] == 'matmul' else 2) and min(r['step_ms']) > 0, r
+        assert len(r['step_ms']) == len(r['cpu_ms']) == (10 if r['section'] == 'matmul' else 2), r
+        assert min(r['step_ms']) > 0 and min(r['cpu_ms']) > 0 and r['load_average'] >= 0, r
         if r['section'] == 'feeder':
             assert r['workers'] == 1 and r['ms_per_sample'] > 0
             assert r['samples_per_s'] == pytest.approx(1e3 / r['ms_per_sample'])
