@@ -76,15 +76,16 @@ def crop_resize(x, offsets, lengths, window):
     return _lerp(frames(i0), frames(i1), w0[:, None, :, None, None], w1[:, None, :, None, None])
 
 
-@functools.lru_cache(maxsize=1024)
-def _clip_weights(length, window):
-    i0, i1, w0, w1 = resample_weights(torch.tensor([length]), window)
-    return torch.cat([i0[0], i1[0]]), w0[0, :, None], w1[0, :, None]
+@functools.lru_cache(maxsize=16)
+def _weights_by_length(window, longest):
+    """[(i0 and i1 concatenated, w0, w1) for lengths 1 .. longest], resampling to `window` frames."""
+    i0, i1, w0, w1 = resample_weights(torch.arange(1, longest + 1), window)
+    return list(zip(torch.cat([i0, i1], 1), w0[..., None], w1[..., None]))
 
 
 def resample(clip, window):
-    """One crop in file layout, frames (L, features) -> (window, features); the weights of L are kept."""
-    both, w0, w1 = _clip_weights(len(clip), window)
+    """One crop in file layout, frames (L, features) -> (window, features), with weights computed once."""
+    both, w0, w1 = _weights_by_length(window, max(512, 1 << (len(clip) - 1).bit_length()))[len(clip) - 1]
     frames = clip.index_select(0, both)  # frames i0, then frames i1
     return _lerp(frames[:window], frames[window:], w0, w1)
 

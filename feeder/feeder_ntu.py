@@ -175,12 +175,11 @@ class Feeder(Dataset):
         self._num_classes = onehot.shape[1]
 
     def _attach(self, data):
-        self.data = data.view(np.ndarray)  # (N, T, 150): T x (body, joint, xyz)
-        self._tensor = torch.from_numpy(self.data)
+        self.data = data.view(np.ndarray)  # (N, T, 150)
 
     def __getstate__(self):
         """Without the arrays: a worker started by 'spawn' maps the file again instead of receiving a copy."""
-        return {k: v for k, v in self.__dict__.items() if k not in ("data", "_tensor")}
+        return {k: v for k, v in self.__dict__.items() if k != "data"}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -210,9 +209,9 @@ class Feeder(Dataset):
 
     def __getitem__(self, index):
         valid = self.valid_length(index)
-        sample = self._tensor[self.rows[index]]  # (T, 150) view of the file
+        sample = self.data[self.rows[index]]  # (T, 150): T x (body, joint, xyz), a view of the file
         if self.batch_augment:
-            return to_layout(sample.numpy()), int(self.label[index]), index, valid
+            return to_layout(sample), int(self.label[index]), index, valid
         if len(self.p_interval) == 1:
             offset, length = (int(n) for n in centre_crop(valid, self.p_interval[0]))
         else:
@@ -221,8 +220,8 @@ class Feeder(Dataset):
             offset = np.random.randint(0, valid - length + 1)
         clip = sample[offset:offset + length]
         if self.window_size > 0:
-            clip = resample(clip, self.window_size)
-        data = to_layout(clip.numpy())
+            clip = resample(torch.from_numpy(clip), self.window_size).numpy()
+        data = to_layout(clip)
         if self.random_rot:
             angles = torch.empty(3).uniform_(-0.3, 0.3)
             rot = np.array(rotation_rows(angles.cos().numpy(), angles.sin().numpy()), dtype=np.float32)
