@@ -75,6 +75,9 @@ def test_published_layout(dataset):
             assert np.all(np.isin(fields[:, key], train_values) == (part == "train"))
             assert set(fields[:, 1]) == {1, 2, 3} or bench == "XView"
     with np.load(dataset / "NTU60_XSub.npz") as npz:
+        feeder = Feeder(dataset / "NTU60_XSub.npz", "test")  # the zip64 members are mapped in place
+        assert isinstance(feeder.data.base, np.memmap) and np.array_equal(feeder.data, npz["x_test"])
+        assert feeder.sample_name == list(npz["names_test"])
         x = np.concatenate([npz["x_train"], npz["x_test"]])
         labels = np.concatenate([npz["y_train"], npz["y_test"]]).argmax(1) + 1
         performers = [int(n[9:12]) for n in np.concatenate([npz["names_train"], npz["names_test"]])]
