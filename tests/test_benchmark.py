@@ -6,6 +6,7 @@ import sys
 import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 import benchmark
@@ -89,3 +90,29 @@ def test_flop_count_matches_flop_counter(section, decoder_depth, scale):
             with FlopCounterMode(display=False) as counter:
                 loss_fn(model, x, y).backward()
             assert counter.get_total_flops() == train
+
+
+class OpNames(TorchDispatchMode):
+    """Collects the names of the aten ops that run."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.add(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize('section', ['pretrain', 'finetune'])
+def test_attention_runs_in_the_fused_kernel(section):
+    """The timm blocks call scaled_dot_product_attention (flash kernel on CPU), not matmul + softmax, which
+    materialises every (L, L) attention matrix and makes the full-size steps about twice as slow."""
+    size = benchmark.QUICK
+    model, _, loss_fn = benchmark.build(section, size, torch.device('cpu'), 'fp32', True, 1)
+    x, y = benchmark.skeleton_batch(2, size['num_frames'], size, torch.device('cpu'))
+    with OpNames() as ops:
+        loss_fn(model, x, y).backward()
+    assert {'_scaled_dot_product_flash_attention_for_cpu',
+            '_scaled_dot_product_flash_attention_for_cpu_backward'} <= ops.names
+    assert not {'softmax', '_softmax', 'bmm'} & ops.names
