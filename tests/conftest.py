@@ -16,3 +16,15 @@ def shared_path(*parts):
     if not path.exists():
         pytest.skip(f"{path} not found: the official reference files in ../shared/ are not beside this checkout")
     return path
+
+
+@pytest.fixture(scope='module')
+def work(tmp_path_factory):
+    """A tiny NTU-layout .npz (24 train, 11 test samples) and tiny pretrain / linear / finetune configs on it."""
+    from train_fixtures import write_config, write_npz
+    root = tmp_path_factory.mktemp('train')
+    npz = write_npz(root / 'NTU60_XSub.npz', num_train=24, num_test=11)
+    return {'root': root, 'npz': npz,
+            'pretrain': write_config(root / 'pretrain.yaml', 'ntu60_xsub/pretrain_mamp.yaml', npz),
+            'linear': write_config(root / 'linear.yaml', 'ntu60_xsub/linear.yaml', npz),
+            'finetune': write_config(root / 'finetune.yaml', 'ntu60_xsub/finetune.yaml', npz)}

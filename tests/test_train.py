@@ -1,6 +1,5 @@
 """End-to-end runs of the three entry points on CPU with tiny models and generated data."""
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -9,30 +8,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import main_finetune
 import main_linprobe
-import main_pretrain
 import util.lr_sched
 from conftest import shared_path
-from train_fixtures import ROOT, read_log, run_entry, write_config, write_npz
+from train_fixtures import ROOT, one_thread, pretrain_in_process, read_log, run_entry, scalar_tags, write_config
 from util import config
 from util.checkpoint import load_checkpoint
 from util.data import build_dataset
 
 pytestmark = pytest.mark.slow
 CHECKPOINT_KEYS = {'model', 'optimizer', 'epoch', 'scaler', 'args'}
-
-
-@pytest.fixture(scope='module')
-def work(tmp_path_factory):
-    root = tmp_path_factory.mktemp('train')
-    npz = write_npz(root / 'NTU60_XSub.npz', num_train=24, num_test=11)
-    return {'root': root, 'npz': npz,
-            'pretrain': write_config(root / 'pretrain.yaml', 'ntu60_xsub/pretrain_mamp.yaml', npz),
-            'linear': write_config(root / 'linear.yaml', 'ntu60_xsub/linear.yaml', npz),
-            'finetune': write_config(root / 'finetune.yaml', 'ntu60_xsub/finetune.yaml', npz)}
 
 
 @pytest.fixture(scope='module')
@@ -61,12 +48,6 @@ def finetuned(work, pretrained):
     run_entry('main_finetune.py', '--config', work['finetune'], '--output_dir', out,
               '--finetune', pretrained / 'checkpoint-last.pth')
     return out
-
-
-def scalar_tags(log_dir):
-    events = EventAccumulator(str(log_dir))
-    events.Reload()
-    return events, set(events.Tags()['scalars'])
 
 
 def check_outputs(out, protocol, log_keys, tags):
@@ -124,24 +105,6 @@ def test_finetune_epoch_outputs_and_eval(work, pretrained, finetuned):
     assert stats['test_acc1'] == log[-1]['test_acc1'] and stats['test_acc5'] == log[-1]['test_acc5']
     assert stats['test_loss'] == pytest.approx(log[-1]['test_loss'], rel=1e-6)
     assert len(read_log(finetuned)) == 1  # evaluating wrote nothing
-
-
-@contextlib.contextmanager
-def one_thread():
-    """One intra-op thread, as the subprocesses (OMP_NUM_THREADS=1): tiny models on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def pretrain_in_process(work, out, *flags):
-    argv = ['--config', str(work['pretrain']), '--output_dir', str(out), '--device', 'cpu', '--epochs', '2',
-            '--save_every', '1', '--print_freq', '1', *map(str, flags)]
-    with one_thread():
-        return main_pretrain.main(config.parse_args('pretrain', argv))
 
 
 @pytest.fixture(scope='module')

@@ -1,4 +1,5 @@
 """Tiny data files and configs for the entry-point tests: real configs from config/ with a small model."""
+import contextlib
 import json
 import os
 import subprocess
@@ -6,7 +7,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import main_pretrain
+from util import config
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES, CLASSES = 300, 60
@@ -78,3 +84,29 @@ def run_entry(script, *args, nproc=None, check=True, timeout=300):
 def read_log(output_dir):
     """The JSON lines of output_dir/log.txt."""
     return [json.loads(line) for line in (Path(output_dir) / 'log.txt').read_text().splitlines()]
+
+
+def scalar_tags(log_dir):
+    """The TensorBoard events of log_dir and the set of their scalar tags."""
+    events = EventAccumulator(str(log_dir))
+    events.Reload()
+    return events, set(events.Tags()['scalars'])
+
+
+@contextlib.contextmanager
+def one_thread():
+    """One intra-op thread, as the subprocesses (OMP_NUM_THREADS=1): tiny models on shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def pretrain_in_process(work, out, *flags):
+    """Two epochs of main_pretrain.py with work['pretrain'] in this process, a checkpoint and a loss every step."""
+    argv = ['--config', str(work['pretrain']), '--output_dir', str(out), '--device', 'cpu', '--epochs', '2',
+            '--save_every', '1', '--print_freq', '1', *map(str, flags)]
+    with one_thread():
+        return main_pretrain.main(config.parse_args('pretrain', argv))
