@@ -141,8 +141,11 @@ def to_velocity(x):
 class BatchAugment:
     """The feeder's crop-resize, rotation and bone / motion modalities applied to a batch on its device.
 
-    Use with a `Feeder(..., batch_augment=True)`, whose items are full-length sequences and their valid
-    lengths: `x = BatchAugment.from_feeder(dataset)(x, valid_len)`.
+    Use with a `Feeder(..., batch_augment=True)`, whose items are full-length sequences, their valid
+    lengths and the crops and angles the feeder drew for them (`Feeder.draw`):
+    `x = BatchAugment.from_feeder(dataset)(x, valid_len, offsets, lengths, angles)` is then the batch of
+    the per-sample feeder with the same seeds. Without offsets, lengths and angles it draws its own on
+    the device (another random stream than the feeder's).
     p_interval: one value (centre crop) or two (random crop ratio range), as in the feeder.
     """
 
@@ -159,16 +162,24 @@ class BatchAugment:
     def from_feeder(cls, feeder):
         return cls(feeder.p_interval, feeder.window_size, feeder.random_rot, feeder.bone, feeder.vel)
 
-    def __call__(self, x, valid_len, generator=None):
-        """x (N, 3, T, 25, 2), valid_len (N,) int -> (N, 3, window_size, 25, 2) float32."""
-        valid_len = valid_len.to(x.device, torch.float64)
-        if len(self.p_interval) == 1:
-            offsets, lengths = (t.long() for t in centre_crop(valid_len, self.p_interval[0]))
-        else:
-            offsets, lengths = random_crop(valid_len, self.p_interval, generator)
+    def __call__(self, x, valid_len, offsets=None, lengths=None, angles=None, *, generator=None):
+        """x (N, 3, T, 25, 2), valid_len (N,) int -> (N, 3, window_size, 25, 2) float32.
+
+        offsets, lengths (N,) int: the crops; angles (N, 3): the rotations (used with random_rot). When
+        not given they are drawn with `generator` on x's device.
+        """
+        if offsets is None:
+            valid_len = valid_len.to(x.device, torch.float64)
+            if len(self.p_interval) == 1:
+                offsets, lengths = (t.long() for t in centre_crop(valid_len, self.p_interval[0]))
+            else:
+                offsets, lengths = random_crop(valid_len, self.p_interval, generator)
+        offsets, lengths = (t.to(x.device, non_blocking=True) for t in (offsets, lengths))
         x = crop_resize(x.float(), offsets, lengths, self.window_size)
         if self.random_rot:
-            x = rotate(x, rotation_matrix(random_angles(len(x), self.theta, x.device, generator)))
+            if angles is None:
+                angles = random_angles(len(x), self.theta, x.device, generator)
+            x = rotate(x, rotation_matrix(angles.to(x.device, non_blocking=True)))
         if self.bone:
             x = to_bone(x)
         if self.vel:

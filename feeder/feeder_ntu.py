@@ -113,13 +113,15 @@ class Feeder(Dataset):
     debug: the first 100 samples only. data_ratio < 1: a subset for semi-supervised training, drawn
         with `subset_seed` (the same subset on every rank; the published code seeds it with the rank),
         class-balanced with `balanced_subset`.
-    batch_augment: items are `(data (3, T, 25, 2), label, index, valid_len)` at full length, and
-        `feeder.augment.BatchAugment.from_feeder(dataset)` applies crop, rotation, bone and vel to
-        the batch on its device.
+    batch_augment: items are `(data (3, T, 25, 2), label, index, valid_len, offset, length, angles (3,))`:
+        the full-length sequence and the crop and rotation angles drawn for it (zero angles without
+        random_rot); `feeder.augment.BatchAugment.from_feeder(dataset)` applies the crop, rotation, bone
+        and vel to the batch on its device, giving the items of the per-sample path.
     random_choose, random_shift, random_move, normalization: accepted for the published configs; the
         published feeder does not use them either.
-    Random draws follow the published order (one NumPy uniform for the crop ratio, np.random.randint for
-    the offset, torch `uniform_` for the three angles), so the same seeds give the same samples.
+    Random draws (`draw`) follow the published order (one NumPy uniform for the crop ratio,
+    np.random.randint for the offset, torch `uniform_` for the three angles), so the same seeds give the
+    same samples, with or without batch_augment.
     """
 
     def __init__(self, data_path, split="train", p_interval=1, window_size=-1, random_rot=False, bone=False,
@@ -207,23 +209,30 @@ class Feeder(Dataset):
                                  f"{self.rows[index]}) has no non-zero frame")
         return int(self._valid[index])
 
-    def __getitem__(self, index):
-        valid = self.valid_length(index)
-        sample = self.data[self.rows[index]]  # (T, 150): T x (body, joint, xyz), a view of the file
-        if self.batch_augment:
-            return to_layout(sample), int(self.label[index]), index, valid
+    def draw(self, valid):
+        """The crop (offset, length) of a sample with `valid` frames and its rotation angles (3,) float32
+        (None without random_rot): random with two p_interval values, else the centre crop."""
         if len(self.p_interval) == 1:
             offset, length = (int(n) for n in centre_crop(valid, self.p_interval[0]))
         else:
             low, high = self.p_interval
             length = int(crop_length(valid, np.random.random_sample() * (high - low) + low))
             offset = np.random.randint(0, valid - length + 1)
+        angles = torch.empty(3).uniform_(-0.3, 0.3) if self.random_rot else None
+        return offset, length, angles
+
+    def __getitem__(self, index):
+        valid = self.valid_length(index)
+        sample = self.data[self.rows[index]]  # (T, 150): T x (body, joint, xyz), a view of the file
+        offset, length, angles = self.draw(valid)
+        if self.batch_augment:
+            angles = torch.zeros(3) if angles is None else angles
+            return to_layout(sample), int(self.label[index]), index, valid, offset, length, angles
         clip = sample[offset:offset + length]
         if self.window_size > 0:
             clip = resample(torch.from_numpy(clip), self.window_size).numpy()
         data = to_layout(clip)
-        if self.random_rot:
-            angles = torch.empty(3).uniform_(-0.3, 0.3)
+        if angles is not None:
             rot = np.array(rotation_rows(angles.cos().numpy(), angles.sin().numpy()), dtype=np.float32)
             # augment.rotate for one sequence
             data = torch.mm(torch.from_numpy(rot), torch.from_numpy(data.reshape(3, -1))).numpy().reshape(data.shape)
@@ -232,4 +241,3 @@ class Feeder(Dataset):
         if self.vel:
             data = to_velocity(torch.from_numpy(data)).numpy()
         return data, int(self.label[index]), index
-

@@ -189,49 +189,52 @@ def test_subsets(tmp_path):
 
 
 def test_batch_augment_equals_per_sample(tmp_path):
+    """A batch_augment item carries the draws of the per-sample path with the same seeds (checked against the
+    published draw order), and BatchAugment applying them gives the per-sample items bit for bit."""
     path = random_npz(tmp_path)
     for bone, vel in ((False, False), (True, True)):
-        per_sample = Feeder(path, "train", p_interval=[0.5, 1], window_size=120, random_rot=True, bone=bone, vel=vel)
-        full = Feeder(path, "train", p_interval=[0.5, 1], window_size=120, batch_augment=True)
-        items = [full[i] for i in range(len(full))]
-        x = torch.from_numpy(np.stack([it[0] for it in items]))
-        valid = torch.tensor([it[3] for it in items])
-        assert x.shape == (12, 3, 300, 25, 2)
-        expected, offsets, lengths, angles = [], [], [], []
+        kw = dict(p_interval=[0.5, 1], window_size=120, random_rot=True, bone=bone, vel=vel)
+        per_sample, full = Feeder(path, "train", **kw), Feeder(path, "train", batch_augment=True, **kw)
+        expected, items = [], []
         for i in range(len(per_sample)):
-            np.random.seed(100 + i)
-            torch.manual_seed(100 + i)
-            expected.append(per_sample[i][0])
-            # the same draws, in the published order
+            for feeder, out in ((per_sample, expected), (full, items)):
+                np.random.seed(100 + i)
+                torch.manual_seed(100 + i)
+                out.append(feeder[i])
+        x, labels, indices, valid, offsets, lengths, angles = torch.utils.data.default_collate(items)
+        assert x.shape == (12, 3, 300, 25, 2) and angles.shape == (12, 3)
+        assert indices.tolist() == list(range(12)) and labels.tolist() == [it[1] for it in expected]
+        for i in range(len(full)):  # the published draws
             np.random.seed(100 + i)
             torch.manual_seed(100 + i)
             length = int(crop_length(int(valid[i]), np.random.rand(1)[0] * 0.5 + 0.5))
-            offsets.append(np.random.randint(0, int(valid[i]) - length + 1))
-            lengths.append(length)
-            angles.append(torch.zeros(3).uniform_(-0.3, 0.3))
-        batch = crop_resize(x, torch.tensor(offsets), torch.tensor(lengths), 120)
-        batch = rotate(batch, rotation_matrix(torch.stack(angles)))
-        if bone:
-            batch = to_bone(batch)
-        if vel:
-            batch = to_velocity(batch)
-        assert torch.equal(batch, torch.from_numpy(np.stack(expected)))
-    # test split: the centre crop is deterministic, so BatchAugment itself must match
+            assert (offsets[i], lengths[i]) == (np.random.randint(0, int(valid[i]) - length + 1), length)
+            assert torch.equal(angles[i], torch.zeros(3).uniform_(-0.3, 0.3))
+        batch = BatchAugment.from_feeder(full)(x, valid, offsets, lengths, angles)
+        assert torch.equal(batch, torch.from_numpy(np.stack([it[0] for it in expected])))
+        # the functions BatchAugment uses, step by step
+        manual = rotate(crop_resize(x, offsets, lengths, 120), rotation_matrix(angles))
+        manual = to_velocity(to_bone(manual)) if bone else manual
+        assert torch.equal(batch, manual)
+    # test split: the centre crop is deterministic, so BatchAugment's own crop matches too
     per_sample = Feeder(path, "test", p_interval=[0.95], window_size=120, bone=True, vel=True)
     full = Feeder(path, "test", p_interval=[0.95], window_size=120, bone=True, vel=True, batch_augment=True)
-    loader = torch.utils.data.DataLoader(full, batch_size=5)
-    out = torch.cat([BatchAugment.from_feeder(full)(x, valid) for x, _, _, valid in loader])
-    assert torch.equal(out, torch.from_numpy(np.stack([per_sample[i][0] for i in range(len(per_sample))])))
+    expected = torch.from_numpy(np.stack([per_sample[i][0] for i in range(len(per_sample))]))
+    x, _, _, valid, offsets, lengths, angles = next(iter(torch.utils.data.DataLoader(full, batch_size=12)))
+    assert not angles.any()
+    augment = BatchAugment.from_feeder(full)
+    assert torch.equal(augment(x, valid, offsets, lengths, angles), expected)
+    assert torch.equal(augment(x, valid), expected)
 
 
 def test_batch_augment_random(tmp_path):
     path = random_npz(tmp_path)
     full = Feeder(path, "train", p_interval=[0.5, 1], window_size=64, random_rot=True, batch_augment=True)
-    x, _, _, valid = next(iter(torch.utils.data.DataLoader(full, batch_size=12)))
+    x, _, _, valid, *_ = next(iter(torch.utils.data.DataLoader(full, batch_size=12)))
     aug = BatchAugment.from_feeder(full)
-    a = aug(x, valid, torch.Generator().manual_seed(1))
-    b = aug(x, valid, torch.Generator().manual_seed(1))
-    c = aug(x, valid, torch.Generator().manual_seed(2))
+    a = aug(x, valid, generator=torch.Generator().manual_seed(1))
+    b = aug(x, valid, generator=torch.Generator().manual_seed(1))
+    c = aug(x, valid, generator=torch.Generator().manual_seed(2))
     assert a.shape == (12, 3, 64, 25, 2) and a.dtype == torch.float32
     assert torch.equal(a, b) and not torch.equal(a, c)
     with pytest.raises(ValueError, match="window_size"):

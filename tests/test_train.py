@@ -16,7 +16,6 @@ from conftest import shared_path
 from train_fixtures import ROOT, one_thread, pretrain_in_process, read_log, run_entry, scalar_tags, write_config
 from util import config
 from util.checkpoint import load_checkpoint
-from util.data import build_dataset
 
 pytestmark = pytest.mark.slow
 CHECKPOINT_KEYS = {'model', 'optimizer', 'epoch', 'scaler', 'args'}
@@ -201,21 +200,6 @@ def test_mixed_precision_runs(work, reference, amp):
     checkpoint = load_checkpoint(out / 'checkpoint-last.pth')
     assert checkpoint['model']['blocks.0.attn.qkv.weight'].dtype == torch.float32
     assert (0 < checkpoint['scaler'].get('scale', 0) <= 2 ** 16) == (amp == 'fp16')
-
-
-def test_gpu_aug_gives_the_loader_augmentation_loss(work):
-    """With a deterministic crop (centre, no rotation) the batch augmentation on the device and the per-sample
-    augmentation in the loader give the same training losses."""
-    losses = []
-    for flag in ('--no-gpu_aug', '--gpu_aug'):
-        out = work['root'] / f'centre_crop{flag}'
-        pretrain_in_process(work, out, flag, '--epochs', '1', '--opts', 'train_feeder_args.p_interval=[0.95]',
-                            'train_feeder_args.random_rot=false')
-        losses.append(read_log(out)[0]['train_loss'])
-    assert losses[1] == pytest.approx(losses[0], rel=1e-6)
-    args = config.parse_args('pretrain', ['--config', str(out / 'config.yaml')])
-    data, _, _, valid_len = build_dataset(args, 'train_feeder_args')[0]  # full-length items for the device
-    assert args.gpu_aug and data.shape == (3, 300, 25, 2) and 70 <= valid_len <= 300
 
 
 def test_linprobe_from_an_official_checkpoint(work, tmp_path):
