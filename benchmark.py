@@ -340,6 +340,20 @@ def feeder_rows(size, batch, device, sections, samples, warmup, steps, memory):
 
 # ---------------------------------------------------------------- report
 
+def slow_precisions(device):
+    """{precision: reason} for the reduced precisions this device has no fast matmul kernel for.
+
+    On a CPU without AVX512-BF16 / AMX (oneDNN's bf16 and fp16 paths) torch falls back to a scalar gemm: a
+    2048^3 bf16 matmul takes about a minute on a 2-core AVX2 machine, a full-size training step hours.
+    """
+    if device.type == 'cuda':
+        return {} if torch.cuda.is_bf16_supported() else {'bf16': 'no bf16 support on this GPU'}
+    checks = {'bf16': torch.ops.mkldnn._is_mkldnn_bf16_supported, 'fp16': torch.ops.mkldnn._is_mkldnn_fp16_supported}
+    capability = torch.backends.cpu.get_cpu_capability()
+    return {p: f"this CPU ({capability}) has no fast {p} matmul kernel; {p} steps fall back to a scalar gemm"
+            for p, supported in checks.items() if not supported()}
+
+
 def device_name(device):
     if device.type == 'cuda':
         return torch.cuda.get_device_name(device)
@@ -412,8 +426,8 @@ def get_args_parser():
     p.add_argument('--steps', type=int, default=3, help='timed steps per row (the median is reported)')
     p.add_argument('--warmup', type=int, default=1, help='untimed steps before them')
     p.add_argument('--amp', type=comma_list(AMP), default=None,
-                   help='precisions of the pre-training rows (default fp32,bf16, and fp16 on CUDA); the other '
-                        'model rows use the first')
+                   help='precisions of the pre-training rows (default fp32,bf16, and fp16 on CUDA, leaving out '
+                        'those the device has no fast matmul for); the other model rows use the first')
     p.add_argument('--compile', action='store_true', help='also time the pre-training step under torch.compile')
     p.add_argument('--only', type=comma_list(SECTIONS), default=list(SECTIONS),
                    help=f"sections to run, from {','.join(SECTIONS)}")
@@ -440,7 +454,11 @@ def main(args):
     if args.quick:
         args.batch, args.steps, args.warmup = 2, 2, 1
         args.decoder_depth, args.feeder_samples = [1], 8
-    precisions = args.amp or (['fp32', 'bf16', 'fp16'] if device.type == 'cuda' else ['fp32', 'bf16'])
+    slow = slow_precisions(device)
+    precisions = args.amp or [p for p in (['fp32', 'bf16', 'fp16'] if device.type == 'cuda' else ['fp32', 'bf16'])
+                              if p not in slow]
+    notes = [f"{p}: {slow[p]}" + ('' if p in precisions else f"; left out (force with --amp fp32,{p})")
+             for p in slow if p in precisions or p == 'bf16']
     sections = args.only
     memory = PeakMemory(device)
     rows, peaks = [], {}
@@ -456,6 +474,8 @@ def main(args):
     print(f"benchmark on {device} ({device_name(device)}), torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, batch {args.batch}{', quick' if args.quick else ''}"
           f"{', malloc keeps freed memory' if kept else ''}")
+    for note in notes:
+        print(f"note: {note}")
     if any(s in sections for s in ('matmul', 'pretrain', 'linprobe', 'finetune', 'eval')):
         for precision in dict.fromkeys(['fp32'] + precisions):
             row = matmul_flops(size['matmul_size'], precision, device, max(args.warmup, 1), max(args.steps, 10))
@@ -480,7 +500,7 @@ def main(args):
     report = {'device': str(device), 'device_name': device_name(device), 'torch': torch.__version__,
               'threads': torch.get_num_threads(), 'batch': args.batch, 'quick': args.quick, 'keep_memory': kept,
               'steps': args.steps, 'warmup': args.warmup,
-              'size': {k: v for k, v in size.items()}, 'matmul_gflop_per_s': peaks, 'rows': rows}
+              'size': {k: v for k, v in size.items()}, 'matmul_gflop_per_s': peaks, 'notes': notes, 'rows': rows}
     print()
     print(table(rows))
     if args.out:

@@ -22,7 +22,7 @@ def run_benchmark(tmp_path, *flags):
 
 
 def test_quick_run_reports_every_section(tmp_path):
-    report, stdout = run_benchmark(tmp_path)
+    report, stdout = run_benchmark(tmp_path, '--amp', 'fp32,bf16')
     rows = report['rows']
     assert {r['section'] for r in rows} == set(benchmark.SECTIONS)
     assert report['device'] == 'cpu' and report['batch'] == 2 and report['threads'] >= 1
@@ -57,6 +57,10 @@ def test_only_selects_sections_and_keep_memory(tmp_path):
     assert [r['section'] for r in report['rows']] == ['feeder', 'augment']
     assert report['matmul_gflop_per_s'] == {}
     assert report['keep_memory'] and 'malloc keeps freed memory' in stdout
+    # by default the precisions without a fast matmul kernel on this device are left out, with a note
+    slow = benchmark.slow_precisions(torch.device('cpu'))
+    assert [n.split(':')[0] for n in report['notes']] == [p for p in slow if p == 'bf16']
+    assert all('left out' in n for n in report['notes'])
 
 
 def test_bad_section_is_named(capsys):
