@@ -1,0 +1,39 @@
+"""util.summary: the accuracy table read from log.txt files, and its one-line errors."""
+import json
+
+import pytest
+
+from util import summary
+
+
+def write_log(output_dir, accuracies):
+    output_dir.mkdir()
+    lines = [json.dumps({'train_loss': 1.0, 'test_acc1': acc, 'epoch': epoch}) for epoch, acc in enumerate(accuracies)]
+    (output_dir / 'log.txt').write_text('\n'.join(lines) + '\n')
+    return output_dir
+
+
+def test_table_gives_best_with_its_epoch_and_last(tmp_path, capsys):
+    a = write_log(tmp_path / 'a', [10.0, 62.5, 40.25])
+    b = write_log(tmp_path / 'b', [33.3333, 33.3333])
+    summary.main([f'probe=after=MAMP={a}', f'random init={b}'])  # the last '=' separates the name
+    header, row_a, row_b = capsys.readouterr().out.splitlines()
+    assert header.split() == ['run', 'best', 'top-1', '(epoch)', 'last', 'top-1', 'epochs']
+    assert row_a.split() == ['probe=after=MAMP', '62.50', '(1)', '40.25', '3']
+    assert row_b.split() == ['random', 'init', '33.33', '(0)', '33.33', '2']  # the first of equal bests
+    assert len({len(header), len(row_a), len(row_b)}) == 1
+
+
+def test_errors_name_the_file(tmp_path):
+    with pytest.raises(SystemExit, match=f"error: {tmp_path / 'none' / 'log.txt'} not found"):
+        summary.summarize(tmp_path / 'none')
+    pretrain = tmp_path / 'pretrain'
+    pretrain.mkdir()
+    (pretrain / 'log.txt').write_text(json.dumps({'train_loss': 0.5, 'epoch': 0}) + '\n')
+    with pytest.raises(SystemExit, match="no epoch with a test accuracy"):
+        summary.summarize(pretrain)
+    (pretrain / 'log.txt').write_text('{"epoch": 0, "test_acc1": 1.0}\n{"epoch": 1, "te\n')
+    with pytest.raises(SystemExit, match="log.txt line 2: not a JSON line"):
+        summary.summarize(pretrain)
+    with pytest.raises(SystemExit):
+        summary.main(['no-name-given'])
