@@ -17,8 +17,10 @@ Sections (select with --only):
 Models, optimisers and losses are the published ones at full size (dim 256, depth 8, decoder depth 5 and 3,
 120 frames, 25 joints, 2 bodies) on random-walk skeletons. Every row is the median of --steps timed steps after
 --warmup steps (the first includes compilation). FLOP/s counts the model FLOPs of `model_flops` per step; the
-matmul fraction divides it by the matmul FLOP/s of the same precision. Peak memory: CUDA max allocated, or on CPU
-the process's peak resident set during the row.
+matmul fraction divides it by the median matmul FLOP/s of the same precision, timed in rounds spread over the run
+(one before every model row) so that on a shared machine both see the same load. Each row also records the
+process CPU time per step and the load average. Peak memory: CUDA max allocated, or on CPU the process's peak
+resident set during the row.
 """
 import argparse
 import contextlib
@@ -245,16 +247,42 @@ class PeakMemory:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
-def matmul_flops(size, precision, device, warmup, steps):
-    """FLOP/s of a size^3 matmul in `precision` (median time)."""
-    dtype = AMP[precision] or torch.float32
-    g = torch.Generator().manual_seed(0)
-    a, b = (torch.randn(size, size, generator=g).to(device, dtype) for _ in range(2))
-    _, times, cpu = time_calls(lambda: a @ b, warmup, steps, device)
-    seconds = statistics.median(times)
-    return {'section': 'matmul', 'variant': f'{size}^3', 'precision': precision, 'compile': False,
-            'ms_per_step': 1e3 * seconds, 'flops_per_step': 2 * size ** 3, 'gflop_per_s': 2 * size ** 3 / seconds / 1e9,
-            **timing_fields(times, cpu)}
+class MatmulProbe:
+    """The size^3 matmul FLOP/s of each precision: the practical limit the model rows are compared with.
+
+    The matmuls are timed in rounds spread over the run (one before every model row), and the median is
+    taken over all of them, so that on a shared machine the reference sees the same load as the rows.
+    A round times up to `calls` matmuls per precision, fewer when they take more than `budget` seconds.
+    """
+
+    def __init__(self, size, precisions, device):
+        g = torch.Generator().manual_seed(0)
+        self.size, self.device = size, device
+        self.operands = {p: [torch.randn(size, size, generator=g).to(device, AMP[p] or torch.float32)
+                             for _ in range(2)] for p in precisions}
+        self.times = {p: [] for p in precisions}
+        self.cpu = {p: [] for p in precisions}
+        for a, b in self.operands.values():
+            time_calls(lambda: a @ b, 1, 0, device)
+
+    def measure(self, calls, budget):
+        for p, (a, b) in self.operands.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                if self.times[p] and time.perf_counter() - start > budget:
+                    break
+                _, times, cpu = time_calls(lambda: a @ b, 0, 1, self.device)
+                self.times[p] += times
+                self.cpu[p] += cpu
+
+    def gflop_per_s(self, precision):
+        return 2 * self.size ** 3 / statistics.median(self.times[precision]) / 1e9
+
+    def rows(self):
+        return [{'section': 'matmul', 'variant': f'{self.size}^3', 'precision': p, 'compile': False,
+                 'ms_per_step': 1e3 * statistics.median(times), 'flops_per_step': 2 * self.size ** 3,
+                 'gflop_per_s': self.gflop_per_s(p), **timing_fields(times, self.cpu[p])}
+                for p, times in self.times.items()]
 
 
 def model_row(section, size, batch, device, precision, compiled, fused, warmup, steps, memory,
@@ -461,42 +489,41 @@ def main(args):
              for p in slow if p in precisions or p == 'bf16']
     sections = args.only
     memory = PeakMemory(device)
-    rows, peaks = [], {}
-
-    def add(row):
-        if 'flops_per_step' in row and row['section'] != 'matmul':
-            peak = peaks.get(row['precision'])
-            if peak:
-                row['matmul_fraction'] = row['gflop_per_s'] / peak
-        rows.append(row)
-        print(summary(row), flush=True)
-
+    rows = []
     print(f"benchmark on {device} ({device_name(device)}), torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, batch {args.batch}{', quick' if args.quick else ''}"
           f"{', malloc keeps freed memory' if kept else ''}")
     for note in notes:
         print(f"note: {note}")
+
+    def add(row):
+        rows.append(row)
+        print(summary(row), flush=True)
+
+    probe = None
     if any(s in sections for s in ('matmul', 'pretrain', 'linprobe', 'finetune', 'eval')):
-        for precision in dict.fromkeys(['fp32'] + precisions):
-            row = matmul_flops(size['matmul_size'], precision, device, max(args.warmup, 1), max(args.steps, 10))
-            peaks[precision] = row['gflop_per_s']
-            add(row)
-    main_precision = precisions[0]
+        probe = MatmulProbe(size['matmul_size'], list(dict.fromkeys(['fp32'] + precisions)), device)
+        probe.measure(calls=10, budget=10)
     fused = not args.foreach
-    if 'pretrain' in sections:
-        for compiled in ([False, True] if args.compile else [False]):
-            for depth in args.decoder_depth:
-                for precision in precisions:
-                    add(model_row('pretrain', size, args.batch, device, precision, compiled, fused, args.warmup,
-                                  args.steps, memory, depth))
-    for section in ('linprobe', 'finetune', 'eval'):
-        if section in sections:
-            add(model_row(section, size, args.batch, device, main_precision, False, fused, args.warmup,
-                          args.steps, memory))
+    configs = [('pretrain', precision, compiled, depth) for compiled in ([False, True] if args.compile else [False])
+               for depth in args.decoder_depth for precision in precisions] if 'pretrain' in sections else []
+    configs += [(section, precisions[0], False, None) for section in ('linprobe', 'finetune', 'eval')
+                if section in sections]
+    for section, precision, compiled, depth in configs:
+        probe.measure(calls=3, budget=2)
+        add(model_row(section, size, args.batch, device, precision, compiled, fused, args.warmup, args.steps,
+                      memory, depth))
     if 'feeder' in sections or 'augment' in sections:
         for row in feeder_rows(size, args.batch, device, sections, args.feeder_samples, args.warmup, args.steps,
                                memory):
             add(row)
+    peaks = {}
+    if probe is not None:
+        peaks = {p: probe.gflop_per_s(p) for p in probe.times}
+        rows[:0] = probe.rows()
+        for row in rows:
+            if row['section'] != 'matmul' and 'gflop_per_s' in row:
+                row['matmul_fraction'] = row['gflop_per_s'] / peaks[row['precision']]
     report = {'device': str(device), 'device_name': device_name(device), 'torch': torch.__version__,
               'threads': torch.get_num_threads(), 'batch': args.batch, 'quick': args.quick, 'keep_memory': kept,
               'steps': args.steps, 'warmup': args.warmup,

@@ -30,8 +30,11 @@ def test_quick_run_reports_every_section(tmp_path):
     assert set(report['matmul_gflop_per_s']) == {'fp32', 'bf16'}
     assert [(r['precision'], r['variant']) for r in rows if r['section'] == 'pretrain'] == [('fp32', 'decoder 1'),
                                                                                         ('bf16', 'decoder 1')]
+    model_rows = [r for r in rows if r['section'] in ('pretrain', 'linprobe', 'finetune', 'eval')]
     for r in rows:
-        assert len(r['step_ms']) == len(r['cpu_ms']) == (10 if r['section'] == 'matmul' else 2), r
+        # the matmul reference: 10 calls at the start and 3 before each model row
+        calls = 10 + 3 * len(model_rows) if r['section'] == 'matmul' else 2
+        assert len(r['step_ms']) == len(r['cpu_ms']) == calls, r
         assert min(r['step_ms']) > 0 and min(r['cpu_ms']) > 0 and r['load_average'] >= 0, r
         if r['section'] == 'feeder':
             assert r['workers'] == 1 and r['ms_per_sample'] > 0
