@@ -173,21 +173,27 @@ def make_step(section, model, optimizer, loss_fn, x, y, precision, device):
 
 # ---------------------------------------------------------------- timing and memory
 
+def glibc():
+    """The C library when it is glibc (it has mallopt and malloc_trim), else None."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library('c'))
+        libc.mallopt, libc.malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return None
+    return libc
+
+
 def keep_freed_memory():
     """Make glibc's malloc keep freed memory for reuse instead of returning it to the system.
 
     By default every allocation above 32 MB (and smaller ones until the adaptive threshold has grown) is a
     fresh mmap, so each training step page-faults through its large activations again and the kernel
     zeroes every page: about a tenth of a CPU step. Without mmap and trimming, freed blocks stay in the
-    heap and are reused. Returns whether it applied (glibc only).
+    heap and are reused. Returns whether it applied.
     """
-    name = ctypes.util.find_library('c')
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError, TypeError):
-        return False
+    libc = glibc()
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1))
+    return libc is not None and bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1))
 
 
 def synchronize(device):
@@ -218,8 +224,9 @@ def timing_fields(times, cpu):
 class PeakMemory:
     """Peak memory in MB since the last reset(): CUDA max allocated, or the process's peak RSS on CPU.
 
-    The peak RSS (VmHWM) is reset by writing 5 to /proc/self/clear_refs (Linux); where that is not possible
-    it is the process's lifetime peak (getrusage).
+    The peak RSS (VmHWM) is reset by writing 5 to /proc/self/clear_refs (Linux), after malloc_trim has given
+    the free heap memory of earlier rows back (which --keep_memory otherwise keeps); where that is not
+    possible it is the process's lifetime peak (getrusage).
     """
 
     def __init__(self, device):
@@ -232,6 +239,9 @@ class PeakMemory:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(self.device)
             return
+        libc = glibc()
+        if libc is not None:
+            libc.malloc_trim(0)
         try:
             Path('/proc/self/clear_refs').write_text('5')
         except OSError:
