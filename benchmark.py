@@ -54,7 +54,7 @@ QUICK = dict(FULL, dim_feat=32, depth=2, num_heads=2, num_frames=24, num_classes
              matmul_size=256)
 PRETRAIN_CALL = dict(motion_stride=1, motion_aware_tau=0.8)  # published MAMP settings; mask_ratio from the size
 FINETUNE_DROP_PATH = 0.3
-CROP, THETA = (0.5, 1.0), 0.3  # the training feeder's crop ratio interval and rotation range
+CROP = (0.5, 1.0)  # the training feeder's crop ratio interval
 
 
 # ---------------------------------------------------------------- model FLOPs
@@ -327,7 +327,6 @@ def write_npz(path, samples, frames, num_classes, seed=0):
     x[np.arange(frames)[None, :] >= valid[:, None]] = 0
     y = np.eye(num_classes, dtype=np.float32)[rng.integers(num_classes, size=samples)]
     np.savez(path, x_train=x, y_train=y, x_test=x, y_test=y)
-    return x, valid
 
 
 @contextlib.contextmanager
@@ -342,13 +341,15 @@ def num_threads(n):
 
 def feeder_rows(size, batch, device, sections, samples, warmup, steps, memory):
     """The train feeder's __getitem__ in one thread, and BatchAugment on a batch on the device."""
+    from torch.utils.data import default_collate
+
     from feeder.augment import BatchAugment
     from feeder.feeder_ntu import Feeder
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / 'bench.npz'
-        x, valid = write_npz(path, max(samples, batch), size['feeder_frames'], size['num_classes'])
+        write_npz(path, max(samples, batch), size['feeder_frames'], size['num_classes'])
         if 'feeder' in sections:
             memory.reset()
             feeder = Feeder(path, split='train', p_interval=CROP, window_size=size['num_frames'], random_rot=True)
@@ -363,11 +364,14 @@ def feeder_rows(size, batch, device, sections, samples, warmup, steps, memory):
                          'memory_kind': memory.kind, **timing_fields(times, cpu)})
         if 'augment' in sections:
             memory.reset()
-            augment = BatchAugment(CROP, size['num_frames'], random_rot=True, theta=THETA)
-            x = torch.from_numpy(x[:batch]).view(batch, -1, 2, 25, 3).permute(0, 4, 1, 3, 2).contiguous().to(device)
-            valid = torch.from_numpy(valid[:batch]).to(device)
-            torch.manual_seed(0)
-            _, times, cpu = time_calls(lambda: augment(x, valid), warmup, steps, device)
+            # as training with --gpu_aug: the loader's full-length batch with the crops and angles the feeder
+            # drew, the sequences moved to the device, then one BatchAugment call
+            feeder = Feeder(path, split='train', p_interval=CROP, window_size=size['num_frames'], random_rot=True,
+                            batch_augment=True)
+            x, _, _, *drawn = default_collate([feeder[i] for i in range(batch)])
+            x = x.to(device)
+            augment = BatchAugment.from_feeder(feeder)
+            _, times, cpu = time_calls(lambda: augment(x, *drawn), warmup, steps, device)
             seconds = statistics.median(times)
             rows.append({'section': 'augment', 'variant': f'{size["feeder_frames"]} frames -> {size["num_frames"]}',
                          'precision': 'fp32', 'compile': False, 'batch': batch, 'ms_per_step': 1e3 * seconds,
@@ -426,9 +430,8 @@ def table(rows):
     lines = [head]
     for r in rows:
         ms = r.get('ms_per_step', r.get('ms_per_sample'))
-        unit = '/sample' if 'ms_per_sample' in r else ''
         lines.append((r['section'], r['variant'], r['precision'], 'yes' if r['compile'] else 'no',
-                      f"{ms:.1f}{unit}", f"{r['samples_per_s']:.2f}" if 'samples_per_s' in r else '',
+                      f"{ms:.3f}/sample" if 'ms_per_sample' in r else f"{ms:.1f}", f"{r['samples_per_s']:.2f}" if 'samples_per_s' in r else '',
                       f"{r['gflop_per_s']:.1f}" if 'gflop_per_s' in r else '',
                       f"{100 * r['matmul_fraction']:.0f}%" if 'matmul_fraction' in r else '',
                       f"{r['peak_memory_mb']:.0f}" if 'peak_memory_mb' in r else ''))
