@@ -390,10 +390,15 @@ def slow_precisions(device):
     """
     if device.type == 'cuda':
         return {} if torch.cuda.is_bf16_supported() else {'bf16': 'no bf16 support on this GPU'}
-    checks = {'bf16': torch.ops.mkldnn._is_mkldnn_bf16_supported, 'fp16': torch.ops.mkldnn._is_mkldnn_fp16_supported}
+    def supported(precision):
+        try:
+            return getattr(torch.ops.mkldnn, f'_is_mkldnn_{precision}_supported')()
+        except (AttributeError, RuntimeError):  # a build without oneDNN
+            return False
+
     capability = torch.backends.cpu.get_cpu_capability()
     return {p: f"this CPU ({capability}) has no fast {p} matmul kernel; {p} steps fall back to a scalar gemm"
-            for p, supported in checks.items() if not supported()}
+            for p in ('bf16', 'fp16') if not supported(p)}
 
 
 def device_name(device):
