@@ -18,13 +18,14 @@ from util.summary import read_log
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = {'linear probe after MAMP': 'linear', 'linear probe from random init': 'linear_random',
         'fine-tune after MAMP': 'finetune'}
+NUM_TRAIN, NUM_TEST = 64, 24  # the demo's linear probe takes batches of 64
 STAGES = ('pretrain', 'linear', 'linear_random', 'finetune')
 
 
 def start_demo(output_root, cwd):
     """scripts/demo.sh with a few samples and one epoch per stage, on CPU with one thread."""
-    env = {**os.environ, 'OUTPUT_ROOT': str(output_root), 'SEED': '1', 'DEVICE': 'cpu', 'NUM_TRAIN': '32',
-           'NUM_TEST': '16', 'PRETRAIN_EPOCHS': '1', 'LINEAR_EPOCHS': '1', 'FINETUNE_EPOCHS': '1',
+    env = {**os.environ, 'OUTPUT_ROOT': str(output_root), 'SEED': '1', 'DEVICE': 'cpu', 'NUM_TRAIN': str(NUM_TRAIN),
+           'NUM_TEST': str(NUM_TEST), 'PRETRAIN_EPOCHS': '1', 'LINEAR_EPOCHS': '1', 'FINETUNE_EPOCHS': '1',
            'OMP_NUM_THREADS': '1'}
     return subprocess.Popen(['bash', str(ROOT / 'scripts' / 'demo.sh')], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -87,7 +88,7 @@ def test_demo_table_has_the_three_runs_from_their_logs(demo):
         assert set(rows) == set(ROWS)
         for name, stage in ROWS.items():
             log = read_log(run_folder(stdout) / stage)
-            assert log[0]['test_num_samples'] == 16
+            assert log[0]['test_num_samples'] == NUM_TEST
             acc = pytest.approx(log[0]['test_acc1'], abs=0.005)
             assert rows[name] == (acc, 0, acc, 1)
 
