@@ -24,8 +24,6 @@ resident set during the row.
 """
 import argparse
 import contextlib
-import ctypes
-import ctypes.util
 import gc
 import json
 import os
@@ -43,6 +41,7 @@ from timm.loss import LabelSmoothingCrossEntropy
 
 from model_mamp import MAMP
 from model_transformer import SkeletonTransformer
+from util.malloc import glibc, keep_freed_memory
 
 SECTIONS = ('matmul', 'pretrain', 'linprobe', 'finetune', 'eval', 'feeder', 'augment')
 AMP = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -173,29 +172,6 @@ def make_step(section, model, optimizer, loss_fn, x, y, precision, device):
 
 # ---------------------------------------------------------------- timing and memory
 
-def glibc():
-    """The C library when it is glibc (it has mallopt and malloc_trim), else None."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library('c'))
-        libc.mallopt, libc.malloc_trim
-    except (OSError, AttributeError, TypeError):
-        return None
-    return libc
-
-
-def keep_freed_memory():
-    """Make glibc's malloc keep freed memory for reuse instead of returning it to the system.
-
-    By default every allocation above 32 MB (and smaller ones until the adaptive threshold has grown) is a
-    fresh mmap, so each training step page-faults through its large activations again and the kernel
-    zeroes every page: about a tenth of a CPU step. Without mmap and trimming, freed blocks stay in the
-    heap and are reused. Returns whether it applied.
-    """
-    libc = glibc()
-    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-    return libc is not None and bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1))
-
-
 def synchronize(device):
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
@@ -225,7 +201,7 @@ class PeakMemory:
     """Peak memory in MB since the last reset(): CUDA max allocated, or the process's peak RSS on CPU.
 
     The peak RSS (VmHWM) is reset by writing 5 to /proc/self/clear_refs (Linux), after malloc_trim has given
-    the free heap memory of earlier rows back (which --keep_memory otherwise keeps); where that is not
+    the free heap memory of earlier rows back (which util.malloc otherwise keeps); where that is not
     possible it is the process's lifetime peak (getrusage).
     """
 
@@ -482,8 +458,9 @@ def get_args_parser():
     p.add_argument('--threads', type=int, default=None, help='torch threads (default: os.cpu_count())')
     p.add_argument('--feeder_samples', type=int, default=256, help='feeder items per timed pass')
     p.add_argument('--foreach', action='store_true', help='foreach instead of fused optimiser kernels')
-    p.add_argument('--keep_memory', action='store_true',
-                   help='CPU: let malloc keep freed memory for reuse (no page faults on every step)')
+    p.add_argument('--return_memory', action='store_true',
+                   help="CPU: let malloc hand freed memory back to the system (glibc's default) instead of "
+                        "keeping it for reuse as the training entry points do (util/malloc.py)")
     p.add_argument('--quick', action='store_true',
                    help='tiny model (dim 32, depth 2, decoder depth 1, 24 frames) and data, batch 2, 2 steps')
     return p
@@ -495,7 +472,7 @@ def main(args):
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise SystemExit(f"error: --device {args.device}: CUDA is not available on this machine")
     torch.set_num_threads(args.threads or os.cpu_count())
-    kept = device.type == 'cpu' and args.keep_memory and keep_freed_memory()
+    kept = device.type == 'cpu' and not args.return_memory and keep_freed_memory()
     size = QUICK if args.quick else FULL
     if args.quick:
         args.batch, args.steps, args.warmup = 2, 2, 1

@@ -6,7 +6,6 @@
   the (N, 300, 150) arrays never have to sit in memory; written to a temporary name, then renamed.
 - DataError / BadInput and run_command: user errors end the command with one line and status 1.
 """
-import ctypes
 import multiprocessing
 import os
 import sys
@@ -16,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
+
+from util.malloc import keep_freed_memory
 
 
 class DataError(Exception):
@@ -110,15 +111,10 @@ def worker_setup():
     """Set up this process for many small per-file jobs; returns a context that keeps NumPy's BLAS on
     one thread (files are spread over processes, BLAS threads on top would compete for the same cores).
 
-    Also keeps freed memory in the heap: glibc hands blocks over 128 kB back to the system when freed
-    and page-faults them in again on the next file, which costs about a quarter of the parsing time.
+    Also keeps freed memory in the heap (util.malloc): otherwise glibc hands large blocks back to the
+    system when freed and page-faults them in again on the next file, about a quarter of the parsing time.
     """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 64 << 20)  # M_MMAP_THRESHOLD: allocate blocks below 64 MB from the heap
-        libc.mallopt(-1, 128 << 20)  # M_TRIM_THRESHOLD: keep up to 128 MB of free heap
-    except (OSError, AttributeError):  # not glibc
-        pass
+    keep_freed_memory()
     return threadpool_limits(1, user_api="blas")
 
 

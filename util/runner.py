@@ -14,7 +14,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 
-from util import config, data, dist, misc
+from util import config, data, dist, malloc, misc
 
 
 def setup(args):
@@ -22,13 +22,15 @@ def setup(args):
 
     Derived: lr = blr * effective batch / 256 when no lr is given, num_workers (0 on CPU, up to 8 per
     process on CUDA), pin_mem (on CUDA), log_dir (output_dir). The resolved config is written to
-    output_dir/config.yaml, except with --eval.
+    output_dir/config.yaml, except with --eval. On CPU, freed memory is kept in the heap for reuse.
     """
     device = misc.resolve_device(args.device)
     local_rank = dist.init_distributed_mode(device.type)
     if device.type == 'cuda':
         device = torch.device('cuda', local_rank)
         torch.backends.cudnn.benchmark = True
+    else:
+        malloc.keep_freed_memory()  # reuse freed activations instead of page-faulting them in on every step
     world = dist.get_world_size()
     eff_batch_size = args.batch_size * args.accum_iter * world
     if args.lr is None:
