@@ -1,6 +1,6 @@
 """Speed of MAMP pre-training, linear probing, fine-tuning, evaluation and data loading on this machine.
 
-    python benchmark.py --batch 16 --device cpu --out bench.json
+    python benchmark.py --batch 16 --device cpu --published --out bench.json
     python benchmark.py --batch 128 --device cuda --compile --out bench_cuda.json
     python benchmark.py --quick                    # tiny model and data: every section in seconds
 
@@ -20,12 +20,17 @@ Models, optimisers and losses are the published ones at full size (dim 256, dept
 matmul fraction divides it by the median matmul FLOP/s of the same precision, timed in rounds spread over the run
 (one before every model row) so that on a shared machine both see the same load. Each row also records the
 process CPU time per step and the load average. Peak memory: CUDA max allocated, or on CPU the process's peak
-resident set during the row.
+resident set during the row. On CPU the process keeps freed memory for reuse, as training does (util/malloc.py).
+
+--published times, right after each of our fp32 pre-training and fine-tuning rows, the same step as the official
+code runs it: explicit attention softmax(Q K^T / sqrt(d)) V (the same math) and foreach AdamW, in a fresh process
+with glibc's default malloc; our row records its speed over that one ('x published').
 """
 import argparse
 import contextlib
 import gc
 import json
+import multiprocessing
 import os
 import platform
 import resource
@@ -271,11 +276,22 @@ class MatmulProbe:
                 for p, times in self.times.items()]
 
 
+def use_explicit_attention(model):
+    """The published attention: softmax(Q K^T / sqrt(head_dim)) V with the attention matrix in memory
+    (timm's non-fused path, the same math as the fused kernel)."""
+    for module in model.modules():
+        if hasattr(module, 'fused_attn'):
+            module.fused_attn = False
+
+
 def model_row(section, size, batch, device, precision, compiled, fused, warmup, steps, memory,
-              decoder_depth=None):
+              decoder_depth=None, published=False):
+    """One timed row. published: the step as the official code runs it (explicit attention, foreach AdamW)."""
     torch.manual_seed(0)
     memory.reset()
-    model, optimizer, loss_fn = build(section, size, device, precision, fused, decoder_depth)
+    model, optimizer, loss_fn = build(section, size, device, precision, fused and not published, decoder_depth)
+    if published:
+        use_explicit_attention(model)
     run = torch.compile(model) if compiled else model
     x, y = skeleton_batch(batch, size['num_frames'], size, device)
     step = make_step(section, run, optimizer, loss_fn, x, y, precision, device)
@@ -283,13 +299,21 @@ def model_row(section, size, batch, device, precision, compiled, fused, warmup, 
     seconds = statistics.median(times)
     forward, train = model_flops(section, batch, size, decoder_depth)
     flops = forward if section == 'eval' else train
-    row = {'section': section, 'variant': f'decoder {decoder_depth}' if decoder_depth else '',
+    variant = ', '.join(v for v in (f'decoder {decoder_depth}' if decoder_depth else '', published and 'published') if v)
+    row = {'section': section, 'variant': variant, 'published': published,
            'precision': precision, 'compile': compiled, 'batch': batch, 'ms_per_step': 1e3 * seconds,
            'samples_per_s': batch / seconds, 'flops_per_step': flops, 'gflop_per_s': flops / seconds / 1e9,
            'peak_memory_mb': memory.peak_mb(), 'memory_kind': memory.kind,
            'warmup_ms': [1e3 * t for t in warm], **timing_fields(times, cpu)}
     del model, optimizer, run, step
     return row
+
+
+def published_row(threads, *args):
+    """model_row(*args, published=True) with `threads` torch threads: run in a spawned process, which has
+    glibc's default malloc as the official code does."""
+    torch.set_num_threads(threads)
+    return model_row(*args, published=True)
 
 
 # ---------------------------------------------------------------- data
@@ -407,7 +431,8 @@ def summary(row):
 
 def table(rows):
     """The rows as an aligned text table."""
-    head = ('section', 'variant', 'precision', 'compile', 'ms/step', 'samples/s', 'GFLOP/s', '% matmul', 'peak MB')
+    head = ('section', 'variant', 'precision', 'compile', 'ms/step', 'samples/s', 'GFLOP/s', '% matmul', 'peak MB',
+            'x published')
     lines = [head]
     for r in rows:
         ms = r.get('ms_per_step', r.get('ms_per_sample'))
@@ -415,7 +440,8 @@ def table(rows):
                       f"{ms:.3f}/sample" if 'ms_per_sample' in r else f"{ms:.1f}", f"{r['samples_per_s']:.2f}" if 'samples_per_s' in r else '',
                       f"{r['gflop_per_s']:.1f}" if 'gflop_per_s' in r else '',
                       f"{100 * r['matmul_fraction']:.0f}%" if 'matmul_fraction' in r else '',
-                      f"{r['peak_memory_mb']:.0f}" if 'peak_memory_mb' in r else ''))
+                      f"{r['peak_memory_mb']:.0f}" if 'peak_memory_mb' in r else '',
+                      f"{r['speedup_vs_published']:.2f}" if 'speedup_vs_published' in r else ''))
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     return '\n'.join('  '.join(c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
                      for line in lines)
@@ -461,6 +487,10 @@ def get_args_parser():
     p.add_argument('--return_memory', action='store_true',
                    help="CPU: let malloc hand freed memory back to the system (glibc's default) instead of "
                         "keeping it for reuse as the training entry points do (util/malloc.py)")
+    p.add_argument('--published', action='store_true',
+                   help="also time the fp32 pre-training and fine-tuning steps as the official code runs them "
+                        "(explicit attention, foreach AdamW, in a fresh process with glibc's default malloc), "
+                        "each right after ours")
     p.add_argument('--quick', action='store_true',
                    help='tiny model (dim 32, depth 2, decoder depth 1, 24 frames) and data, batch 2, 2 steps')
     return p
@@ -508,6 +538,14 @@ def main(args):
         probe.measure(calls=3, budget=2)
         add(model_row(section, size, args.batch, device, precision, compiled, fused, args.warmup, args.steps,
                       memory, depth))
+        if args.published and section in ('pretrain', 'finetune') and precision == 'fp32' and not compiled:
+            ours = rows[-1]
+            probe.measure(calls=3, budget=2)
+            with multiprocessing.get_context('spawn').Pool(1) as pool:  # a fresh process: glibc's default malloc
+                add(pool.apply(published_row, (torch.get_num_threads(), section, size, args.batch, device, precision,
+                                               False, False, args.warmup, args.steps, memory, depth)))
+            ours['speedup_vs_published'] = ours['samples_per_s'] / rows[-1]['samples_per_s']
+            print(f"{summary(ours).split(':')[0]}: {ours['speedup_vs_published']:.2f}x the published step")
     if 'feeder' in sections or 'augment' in sections:
         for row in feeder_rows(size, args.batch, device, sections, args.feeder_samples, args.warmup, args.steps,
                                memory):

@@ -123,3 +123,40 @@ def test_attention_runs_in_the_fused_kernel(section):
     assert {'_scaled_dot_product_flash_attention_for_cpu',
             '_scaled_dot_product_flash_attention_for_cpu_backward'} <= ops.names
     assert not {'softmax', '_softmax', 'bmm'} & ops.names
+
+
+@pytest.mark.parametrize('section', ['pretrain', 'finetune'])
+def test_published_step_has_the_same_math_in_explicit_attention(section):
+    """The --published rows: softmax + bmm instead of the fused kernel, the same loss and gradients."""
+    size, cpu = benchmark.QUICK, torch.device('cpu')
+    x, y = benchmark.skeleton_batch(3, size['num_frames'], size, cpu)
+    results = []
+    for published in (False, True):
+        torch.manual_seed(0)
+        model, _, loss_fn = benchmark.build(section, size, cpu, 'fp32', True, 1)
+        if published:
+            benchmark.use_explicit_attention(model)
+        torch.manual_seed(1)
+        with OpNames() as ops:
+            loss = loss_fn(model, x, y)
+            loss.backward()
+        assert ('_softmax' in ops.names) == published
+        assert ('_scaled_dot_product_flash_attention_for_cpu' in ops.names) != published
+        results.append((loss, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+    (loss, grads), (loss_published, grads_published) = results
+    torch.testing.assert_close(loss_published, loss, rtol=1e-5, atol=1e-6)
+    assert grads.keys() == grads_published.keys()
+    for name in grads:  # float rounding only: within 1e-4 of max(largest entry, 1)
+        assert (grads_published[name] - grads[name]).abs().max() <= 1e-4 * max(grads[name].abs().max(), 1), name
+
+
+def test_published_rows_follow_ours_with_the_speed_ratio(tmp_path):
+    report, stdout = run_benchmark(tmp_path, '--only', 'pretrain,finetune', '--published')
+    rows = report['rows'][1:]  # after the matmul row
+    assert [(r['section'], r['variant'], r['published']) for r in rows] == [
+        ('pretrain', 'decoder 1', False), ('pretrain', 'decoder 1, published', True),
+        ('finetune', '', False), ('finetune', 'published', True)]
+    for ours, published in (rows[:2], rows[2:]):
+        assert ours['speedup_vs_published'] == pytest.approx(ours['samples_per_s'] / published['samples_per_s'])
+        assert f"{ours['section']} {ours['variant']} fp32".replace('  ', ' ').strip() + ': ' in stdout
+    assert 'x published' in stdout
