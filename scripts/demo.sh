@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# MAMP end to end on a synthetic NTU-60-style dataset in about 10 minutes on 2 CPU cores (GPU when present):
+# MAMP end to end on a synthetic NTU-60-style dataset in about 14 minutes on 2 CPU cores (GPU when present):
 # raw .skeleton files -> the NTU preprocessing -> MAMP pre-training -> linear probe of the pre-trained
 # encoder, linear probe of a randomly initialised encoder (the control) and fine-tuning -> a table of the
 # test accuracies. Each run writes a fresh folder OUTPUT_ROOT/<date>-<time>: data/ (the preprocessed

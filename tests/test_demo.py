@@ -18,7 +18,7 @@ from util.summary import read_log
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = {'linear probe after MAMP': 'linear', 'linear probe from random init': 'linear_random',
         'fine-tune after MAMP': 'finetune'}
-NUM_TRAIN, NUM_TEST = 64, 24  # the demo's linear probe takes batches of 64
+NUM_TRAIN, NUM_TEST = 32, 16  # two batches of 16 (the batch size of config/demo/*.yaml)
 STAGES = ('pretrain', 'linear', 'linear_random', 'finetune')
 
 
