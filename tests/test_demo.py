@@ -12,10 +12,10 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from conftest import ROOT
 from util.checkpoint import load_checkpoint
 from util.summary import read_log
 
-ROOT = Path(__file__).resolve().parents[1]
 ROWS = {'linear probe after MAMP': 'linear', 'linear probe from random init': 'linear_random',
         'fine-tune after MAMP': 'finetune'}
 NUM_TRAIN, NUM_TEST = 32, 16  # two batches of 16 (the batch size of config/demo/*.yaml)

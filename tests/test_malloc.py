@@ -2,13 +2,12 @@
 system, and the next allocation of that size reuses it without page faults."""
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from conftest import ROOT
 from util.malloc import glibc
 
-ROOT = Path(__file__).resolve().parents[1]
 PROBE = """
 import resource, sys
 from pathlib import Path

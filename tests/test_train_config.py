@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-import yaml
 
 import engine_finetune
 import main_finetune

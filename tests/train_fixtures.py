@@ -12,9 +12,9 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import main_pretrain
+from conftest import ROOT
 from util import config
 
-ROOT = Path(__file__).resolve().parents[1]
 FRAMES, CLASSES = 300, 60
 
 # A few hundred thousand parameters: 24 frames (6 temporal patches x 25 joints = 150 tokens), width 32.
