@@ -161,3 +161,32 @@ def test_published_rows_follow_ours_with_the_speed_ratio(tmp_path):
         name = ' '.join(v for v in (ours['section'], ours['variant'], 'fp32') if v)
         assert f"{name}: {ours['speedup_vs_published']:.2f}x the published step\n" in stdout
     assert 'x published' in stdout
+
+
+@pytest.mark.parametrize('section', ['pretrain', 'finetune'])
+def test_published_optimizer_is_torch_default_with_the_same_groups(section):
+    """The official code builds AdamW without kernel options: on CPU that is the per-tensor loop. Same groups and
+    the same update as our fused kernel, within float rounding."""
+    size, cpu = benchmark.QUICK, torch.device('cpu')
+    model, fused, _ = benchmark.build(section, size, cpu, 'fp32', True, 1)
+    default = benchmark.default_kernel(fused)
+    assert fused.defaults['fused'] and not default.defaults['fused'] and default.defaults['foreach'] is None
+    assert len(default.param_groups) == len(fused.param_groups) > 1
+    for g, f in zip(default.param_groups, fused.param_groups):
+        assert {k: v for k, v in g.items() if k not in ('fused', 'foreach')} == \
+            {k: v for k, v in f.items() if k not in ('fused', 'foreach')}
+    params = [p for p in model.parameters() if p.requires_grad]
+    start = [p.detach().clone() for p in params]
+    torch.manual_seed(2)
+    grads = [torch.randn_like(p) for p in params]
+    updates = []
+    for optimizer in (fused, default):
+        with torch.no_grad():
+            for p, s, g in zip(params, start, grads):
+                p.copy_(s)
+                p.grad = g.clone()
+        optimizer.step()
+        updates.append([p.detach().clone() for p in params])
+    assert any(not torch.equal(u, s) for u, s in zip(updates[0], start))
+    for a, b in zip(*updates):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
