@@ -24,13 +24,14 @@ resident set during the row. On CPU the process keeps freed memory for reuse, as
 
 --published times, right after each of our fp32 pre-training and fine-tuning rows, the same step as the official
 code runs it: explicit attention softmax(Q K^T / sqrt(d)) V (the same math) and AdamW with torch's default kernel
-(on CPU the per-tensor loop), in a fresh process with glibc's default malloc; our row records its speed over
-that one ('x published').
+(on CPU the per-tensor loop); and right after our feeder row, the published feeder's __getitem__ (the same
+samples from the same seeds). Each runs in a fresh process with glibc's default malloc; our row records its
+speed over that one ('x published').
 """
 import argparse
-import inspect
 import contextlib
 import gc
+import inspect
 import json
 import multiprocessing
 import os
@@ -44,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from timm.loss import LabelSmoothingCrossEntropy
 
 from model_mamp import MAMP
@@ -353,29 +355,44 @@ def num_threads(n):
         torch.set_num_threads(before)
 
 
-def feeder_rows(size, batch, device, sections, samples, warmup, steps, memory):
-    """The train feeder's __getitem__ in one thread, and BatchAugment on a batch on the device."""
+def feeder_row(feeder, variant, samples, warmup, steps, memory, get=None):
+    """__getitem__ of `feeder` (or get(feeder, i)) over its first `samples` items in one thread, from the
+    published seeds."""
+    get = get or type(feeder).__getitem__
+    memory.reset()
+    np.random.seed(0)
+    torch.manual_seed(0)
+    with num_threads(1):
+        _, times, cpu = time_calls(lambda: [get(feeder, i) for i in range(samples)], warmup, steps,
+                                   torch.device('cpu'))
+    seconds = statistics.median(times) / samples
+    return {'section': 'feeder', 'variant': variant, 'published': get is published_item, 'precision': 'fp32',
+            'compile': False, 'workers': 1, 'ms_per_sample': 1e3 * seconds, 'samples_per_s': 1 / seconds,
+            'peak_memory_mb': memory.peak_mb(), 'memory_kind': memory.kind, **timing_fields(times, cpu)}
+
+
+def feeder_rows(size, batch, device, sections, samples, warmup, steps, memory, published=False):
+    """The train feeder's __getitem__ in one thread (then, with `published`, the published one in a fresh
+    process), and BatchAugment on a batch on the device."""
     from torch.utils.data import default_collate
 
     from feeder.augment import BatchAugment
     from feeder.feeder_ntu import Feeder
 
     rows = []
+    variant = f'{size["feeder_frames"]} frames -> {size["num_frames"]}'
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / 'bench.npz'
         write_npz(path, max(samples, batch), size['feeder_frames'], size['num_classes'])
         if 'feeder' in sections:
-            memory.reset()
             feeder = Feeder(path, split='train', p_interval=CROP, window_size=size['num_frames'], random_rot=True)
-            np.random.seed(0)
-            torch.manual_seed(0)
-            with num_threads(1):
-                _, times, cpu = time_calls(lambda: [feeder[i] for i in range(samples)], warmup, steps, device)
-            seconds = statistics.median(times) / samples
-            rows.append({'section': 'feeder', 'variant': f'{size["feeder_frames"]} frames -> {size["num_frames"]}',
-                         'precision': 'fp32', 'compile': False, 'workers': 1, 'ms_per_sample': 1e3 * seconds,
-                         'samples_per_s': 1 / seconds, 'peak_memory_mb': memory.peak_mb(),
-                         'memory_kind': memory.kind, **timing_fields(times, cpu)})
+            rows.append(feeder_row(feeder, variant, samples, warmup, steps, memory))
+            if published:
+                with multiprocessing.get_context('spawn').Pool(1) as pool:  # glibc's default malloc
+                    rows.append(pool.apply(feeder_row, (PublishedFeeder(path, size['num_frames']),
+                                                        f'{variant}, published', samples, warmup, steps, memory,
+                                                        published_item)))
+                rows[-2]['speedup_vs_published'] = rows[-2]['samples_per_s'] / rows[-1]['samples_per_s']
         if 'augment' in sections:
             memory.reset()
             # as training with --gpu_aug: the loader's full-length batch with the crops and angles the feeder
@@ -387,11 +404,62 @@ def feeder_rows(size, batch, device, sections, samples, warmup, steps, memory):
             augment = BatchAugment.from_feeder(feeder)
             _, times, cpu = time_calls(lambda: augment(x, *drawn), warmup, steps, device)
             seconds = statistics.median(times)
-            rows.append({'section': 'augment', 'variant': f'{size["feeder_frames"]} frames -> {size["num_frames"]}',
+            rows.append({'section': 'augment', 'variant': variant,
                          'precision': 'fp32', 'compile': False, 'batch': batch, 'ms_per_step': 1e3 * seconds,
                          'samples_per_s': batch / seconds, 'peak_memory_mb': memory.peak_mb(),
                          'memory_kind': memory.kind, **timing_fields(times, cpu)})
     return rows
+
+
+# ---------------------------------------------------------------- the published feeder (--published)
+
+class PublishedFeeder:
+    """The published train split as the official feeder holds it: x_train (N, T, 150) loaded into memory and
+    viewed as (N, C, T, V, M)."""
+
+    def __init__(self, path, window):
+        with np.load(path) as npz:
+            x = npz['x_train']
+        n, t, _ = x.shape
+        self.data, self.window = x.reshape(n, t, 2, 25, 3).transpose(0, 4, 1, 3, 2), window
+
+
+def published_rotation(angles, frames):
+    """The published _rot: Rz Ry Rx (frames, 3, 3) from the angles (3,) repeated for every frame, each
+    matrix assembled from stacked rows."""
+    rot = torch.stack([angles] * frames, dim=0)
+    cos, sin = rot.cos(), rot.sin()
+    zeros, ones = torch.zeros(frames, 1), torch.ones(frames, 1)
+    rx = torch.cat((torch.stack((ones, zeros, zeros), dim=-1),
+                    torch.stack((zeros, cos[:, 0:1], sin[:, 0:1]), dim=-1),
+                    torch.stack((zeros, -sin[:, 0:1], cos[:, 0:1]), dim=-1)), dim=1)
+    ry = torch.cat((torch.stack((cos[:, 1:2], zeros, -sin[:, 1:2]), dim=-1),
+                    torch.stack((zeros, ones, zeros), dim=-1),
+                    torch.stack((sin[:, 1:2], zeros, cos[:, 1:2]), dim=-1)), dim=1)
+    rz = torch.cat((torch.stack((cos[:, 2:3], sin[:, 2:3], zeros), dim=-1),
+                    torch.stack((-sin[:, 2:3], cos[:, 2:3], zeros), dim=-1),
+                    torch.stack((zeros, zeros, ones), dim=-1)), dim=1)
+    return rz.matmul(ry).matmul(rx)
+
+
+def published_item(feeder, index):
+    """The published Feeder.__getitem__ for training (p_interval CROP, random_rot): the sample copied out of
+    the (C, T, V, M) view, its valid frames counted, a random crop resized by F.interpolate (bilinear) over
+    (C*V*M, length), then a rotation matrix per frame in one batched matmul. NumPy 2 refuses the published
+    int() of a size-1 array; it is read with [0] here."""
+    data = np.array(feeder.data[index])
+    C, T, V, M = data.shape
+    valid = np.sum(data.sum(0).sum(-1).sum(-1) != 0)
+    p = np.random.rand(1) * (CROP[1] - CROP[0]) + CROP[0]
+    length = np.minimum(np.maximum(int(np.floor(valid * p)[0]), 64), valid)
+    bias = np.random.randint(0, valid - length + 1)
+    clip = torch.tensor(data[:, bias:bias + length], dtype=torch.float)
+    clip = clip.permute(0, 2, 3, 1).contiguous().view(C * V * M, length)[None, None]
+    clip = F.interpolate(clip, size=(C * V * M, feeder.window), mode='bilinear', align_corners=False).squeeze()
+    data = clip.contiguous().view(C, V, M, feeder.window).permute(0, 3, 1, 2).contiguous().numpy()
+    x = torch.from_numpy(data).permute(1, 0, 2, 3).contiguous().view(feeder.window, C, V * M)
+    rot = published_rotation(torch.zeros(3).uniform_(-0.3, 0.3), feeder.window)
+    return torch.matmul(rot, x).view(feeder.window, C, V, M).permute(1, 0, 2, 3).contiguous(), index
 
 
 # ---------------------------------------------------------------- report
@@ -503,8 +571,8 @@ def get_args_parser():
                         "keeping it for reuse as the training entry points do (util/malloc.py)")
     p.add_argument('--published', action='store_true',
                    help="also time the fp32 pre-training and fine-tuning steps as the official code runs them "
-                        "(explicit attention, AdamW's default kernel, in a fresh process with glibc's default malloc), "
-                        "each right after ours")
+                        "(explicit attention, AdamW's default kernel) and the published feeder, each in a fresh "
+                        "process with glibc's default malloc, right after ours")
     p.add_argument('--quick', action='store_true',
                    help='tiny model (dim 32, depth 2, decoder depth 1, 24 frames) and data, batch 2, 2 steps')
     return p
@@ -562,8 +630,11 @@ def main(args):
             print(f"{summary(ours).split(':')[0]}: {ours['speedup_vs_published']:.2f}x the published step")
     if 'feeder' in sections or 'augment' in sections:
         for row in feeder_rows(size, args.batch, device, sections, args.feeder_samples, args.warmup, args.steps,
-                               memory):
+                               memory, args.published):
             add(row)
+            if row.get('published'):
+                print(f"{summary(rows[-2]).split(':')[0]}: {rows[-2]['speedup_vs_published']:.2f}x the published "
+                      f"feeder")
     peaks = {}
     if probe is not None:
         peaks = {p: probe.gflop_per_s(p) for p in probe.times}

@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -151,16 +152,38 @@ def test_published_step_has_the_same_math_in_explicit_attention(section):
 
 
 def test_published_rows_follow_ours_with_the_speed_ratio(tmp_path):
-    report, stdout = run_benchmark(tmp_path, '--only', 'pretrain,finetune', '--published')
+    report, stdout = run_benchmark(tmp_path, '--only', 'pretrain,finetune,feeder', '--published')
     rows = report['rows'][1:]  # after the matmul row
     assert [(r['section'], r['variant'], r['published']) for r in rows] == [
         ('pretrain', 'decoder 1', False), ('pretrain', 'decoder 1, published', True),
-        ('finetune', '', False), ('finetune', 'published', True)]
-    for ours, published in (rows[:2], rows[2:]):
+        ('finetune', '', False), ('finetune', 'published', True),
+        ('feeder', '60 frames -> 24', False), ('feeder', '60 frames -> 24, published', True)]
+    for ours, published in (rows[:2], rows[2:4], rows[4:]):
         assert ours['speedup_vs_published'] == pytest.approx(ours['samples_per_s'] / published['samples_per_s'])
         name = ' '.join(v for v in (ours['section'], ours['variant'], 'fp32') if v)
-        assert f"{name}: {ours['speedup_vs_published']:.2f}x the published step\n" in stdout
+        what = 'feeder' if ours['section'] == 'feeder' else 'step'
+        assert f"{name}: {ours['speedup_vs_published']:.2f}x the published {what}\n" in stdout
     assert 'x published' in stdout
+
+
+def test_published_feeder_gives_our_samples(tmp_path):
+    """The --published feeder (the official __getitem__: F.interpolate, a rotation matrix per frame) and ours
+    give the same arrays, bit for bit, from the same seeds."""
+    from feeder.feeder_ntu import Feeder
+
+    path = tmp_path / 'x.npz'
+    benchmark.write_npz(path, 12, 300, 60)
+    ours = Feeder(path, split='train', p_interval=benchmark.CROP, window_size=120, random_rot=True)
+    published = benchmark.PublishedFeeder(path, 120)
+    samples = []
+    for get in (lambda i: ours[i][0], lambda i: benchmark.published_item(published, i)[0].numpy()):
+        np.random.seed(3)
+        torch.manual_seed(3)
+        samples.append([get(i) for i in range(12)])
+    assert samples[0][0].shape == (3, 120, 25, 2)
+    for a, b in zip(*samples):
+        np.testing.assert_array_equal(b, a)
+    assert not np.array_equal(samples[0][0], samples[0][1])
 
 
 @pytest.mark.parametrize('section', ['pretrain', 'finetune'])
