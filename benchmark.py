@@ -11,8 +11,9 @@ Sections (select with --only):
   linprobe  linear-probe training step: frozen encoder in eval mode, non-affine BatchNorm + Linear, SGD;
   finetune  fine-tuning training step (MLP head, drop path 0.3, label smoothing, AdamW with layer decay);
   eval      classifier forward under inference_mode;
-  feeder    the training feeder's __getitem__ (random crop-resize of a 300-frame sequence to the window, then
-            rotation) in one process with one thread, as a DataLoader worker runs it;
+  feeder    the training feeder (random crop-resize of a 300-frame sequence to the window, then rotation) in one
+            process with one thread: item by item (__getitem__), and in batches of --batch (__getitems__, which
+            a DataLoader worker calls for a batch);
   augment   the same augmentation applied to a whole batch on the device (feeder.augment.BatchAugment).
 Models, optimisers and losses are the published ones at full size (dim 256, depth 8, decoder depth 5 and 3,
 120 frames, 25 joints, 2 bodies) on random-walk skeletons. Every row is the median of --steps timed steps after
@@ -355,25 +356,31 @@ def num_threads(n):
         torch.set_num_threads(before)
 
 
-def feeder_row(feeder, variant, samples, warmup, steps, memory, get=None):
-    """__getitem__ of `feeder` (or get(feeder, i)) over its first `samples` items in one thread, from the
-    published seeds."""
+def feeder_row(feeder, variant, samples, warmup, steps, memory, batch=None, get=None):
+    """The feeder's first `samples` items in one thread from the published seeds: one by one with
+    __getitem__ (or get(feeder, i)), or with `batch` the loader's way, __getitems__ of each batch."""
     get = get or type(feeder).__getitem__
+    if batch:
+        def run():
+            return [feeder.__getitems__(list(range(s, min(s + batch, samples)))) for s in range(0, samples, batch)]
+    else:
+        def run():
+            return [get(feeder, i) for i in range(samples)]
     memory.reset()
     np.random.seed(0)
     torch.manual_seed(0)
     with num_threads(1):
-        _, times, cpu = time_calls(lambda: [get(feeder, i) for i in range(samples)], warmup, steps,
-                                   torch.device('cpu'))
+        _, times, cpu = time_calls(run, warmup, steps, torch.device('cpu'))
     seconds = statistics.median(times) / samples
-    return {'section': 'feeder', 'variant': variant, 'published': get is published_item, 'precision': 'fp32',
-            'compile': False, 'workers': 1, 'ms_per_sample': 1e3 * seconds, 'samples_per_s': 1 / seconds,
+    return {'section': 'feeder', 'variant': variant + (f', batches of {batch}' if batch else ''),
+            'published': get is published_item, 'precision': 'fp32', 'compile': False, 'workers': 1,
+            'batch': batch, 'ms_per_sample': 1e3 * seconds, 'samples_per_s': 1 / seconds,
             'peak_memory_mb': memory.peak_mb(), 'memory_kind': memory.kind, **timing_fields(times, cpu)}
 
 
 def feeder_rows(size, batch, device, sections, samples, warmup, steps, memory, published=False):
-    """The train feeder's __getitem__ in one thread (then, with `published`, the published one in a fresh
-    process), and BatchAugment on a batch on the device."""
+    """The train feeder in one thread, item by item and in loader batches of `batch` (then, with `published`,
+    the published one item by item in a fresh process), and BatchAugment on a batch on the device."""
     from torch.utils.data import default_collate
 
     from feeder.augment import BatchAugment
@@ -386,13 +393,15 @@ def feeder_rows(size, batch, device, sections, samples, warmup, steps, memory, p
         write_npz(path, max(samples, batch), size['feeder_frames'], size['num_classes'])
         if 'feeder' in sections:
             feeder = Feeder(path, split='train', p_interval=CROP, window_size=size['num_frames'], random_rot=True)
-            rows.append(feeder_row(feeder, variant, samples, warmup, steps, memory))
+            ours = [feeder_row(feeder, variant, samples, warmup, steps, memory, b) for b in (None, batch)]
+            rows += ours
             if published:
                 with multiprocessing.get_context('spawn').Pool(1) as pool:  # glibc's default malloc
                     rows.append(pool.apply(feeder_row, (PublishedFeeder(path, size['num_frames']),
                                                         f'{variant}, published', samples, warmup, steps, memory,
-                                                        published_item)))
-                rows[-2]['speedup_vs_published'] = rows[-2]['samples_per_s'] / rows[-1]['samples_per_s']
+                                                        None, published_item)))
+                for row in ours:
+                    row['speedup_vs_published'] = row['samples_per_s'] / rows[-1]['samples_per_s']
         if 'augment' in sections:
             memory.reset()
             # as training with --gpu_aug: the loader's full-length batch with the crops and angles the feeder
@@ -633,8 +642,8 @@ def main(args):
                                memory, args.published):
             add(row)
             if row.get('published'):
-                print(f"{summary(rows[-2]).split(':')[0]}: {rows[-2]['speedup_vs_published']:.2f}x the published "
-                      f"feeder")
+                for ours in rows[-3:-1]:
+                    print(f"{summary(ours).split(':')[0]}: {ours['speedup_vs_published']:.2f}x the published feeder")
     peaks = {}
     if probe is not None:
         peaks = {p: probe.gflop_per_s(p) for p in probe.times}

@@ -83,11 +83,26 @@ def _weights_by_length(window, longest):
     return list(zip(torch.cat([i0, i1], 1), w0[..., None], w1[..., None]))
 
 
+def _weights(window, length):
+    """(i0 and i1 concatenated (2 window,) int64, w0 (window, 1), w1 (window, 1)) resampling `length` frames."""
+    return _weights_by_length(window, max(512, 1 << (length - 1).bit_length()))[length - 1]
+
+
 def resample(clip, window):
     """One crop in file layout, frames (L, features) -> (window, features), with weights computed once."""
-    both, w0, w1 = _weights_by_length(window, max(512, 1 << (len(clip) - 1).bit_length()))[len(clip) - 1]
+    both, w0, w1 = _weights(window, len(clip))
     frames = clip.index_select(0, both)  # frames i0, then frames i1
     return _lerp(frames[:window], frames[window:], w0, w1)
+
+
+def resample_crops(frames, starts, lengths, window):
+    """The crops frames[start : start + length] of frames (F, features), each resampled as `resample` does,
+    in one gather and one interpolation -> (n, window, features)."""
+    picked = [_weights(window, length) for length in lengths]
+    index = torch.cat([both + start for (both, _, _), start in zip(picked, starts)])
+    x = frames.index_select(0, index).view(len(starts), 2 * window, -1)  # per crop: frames i0, then frames i1
+    w0, w1 = (torch.stack([p[k] for p in picked]) for k in (1, 2))
+    return _lerp(x[:, :window], x[:, window:], w0, w1)
 
 
 def _lerp(x0, x1, w0, w1):
@@ -119,8 +134,8 @@ def rotation_matrix(angles):
 
 
 def rotate(x, rot):
-    """Apply rot (..., 3, 3) to the (x, y, z) of every joint of x (..., 3, T, V, M): one matrix product."""
-    return torch.matmul(rot, x.reshape(*x.shape[:-4], 3, -1)).view(x.shape)
+    """Apply rot (N, 3, 3) to the (x, y, z) of every joint of x (N, 3, T, V, M): one batched matrix product."""
+    return torch.bmm(rot, x.reshape(len(x), 3, -1)).view(x.shape)
 
 
 def random_angles(n, theta=0.3, device=None, generator=None):

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from feeder.augment import centre_crop, crop_length, resample, rotation_rows, to_bone, to_velocity
+from feeder.augment import (centre_crop, crop_length, resample, resample_crops, rotate, rotation_rows, to_bone,
+                            to_velocity)
 
 NUM_CHANNELS = 150  # 2 bodies x 25 joints x 3 coordinates
 SPLITS = ("train", "test")
@@ -79,8 +80,9 @@ def _layout_index(frames):
 
 
 def to_layout(x):
-    """(T, 150) in file order (frame, body, joint, xyz) -> a new (3, T, 25, 2) array (one gather)."""
-    return x.ravel().take(_layout_index(len(x))).reshape(3, len(x), 25, 2)
+    """(..., T, 150) in file order (frame, body, joint, xyz) -> a new (..., 3, T, 25, 2) array (one gather)."""
+    *lead, frames, _ = x.shape
+    return x.reshape(*lead, -1).take(_layout_index(frames), axis=-1).reshape(*lead, 3, frames, 25, 2)
 
 
 def label_subset(labels, ratio, seed, balanced=False):
@@ -178,10 +180,11 @@ class Feeder(Dataset):
 
     def _attach(self, data):
         self.data = data.view(np.ndarray)  # (N, T, 150)
+        self.frames = torch.from_numpy(self.data.reshape(-1, NUM_CHANNELS))  # (N * T, 150), the same memory
 
     def __getstate__(self):
         """Without the arrays: a worker started by 'spawn' maps the file again instead of receiving a copy."""
-        return {k: v for k, v in self.__dict__.items() if k != "data"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("data", "frames")}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -221,10 +224,23 @@ class Feeder(Dataset):
         angles = torch.empty(3).uniform_(-0.3, 0.3) if self.random_rot else None
         return offset, length, angles
 
-    def __getitem__(self, index):
+    def drawn(self, index):
+        """(valid length, crop offset, crop length, angles or None) drawn for sample `index`, as published."""
         valid = self.valid_length(index)
+        return (valid, *self.draw(valid))
+
+    def __getitem__(self, index):
+        return self.item(index, self.drawn(index))
+
+    def __getitems__(self, indices):
+        """The items of a DataLoader batch (torch's loader calls this instead of __getitem__): each sample's
+        draws in turn, as __getitem__ makes them, then `items`."""
+        return self.items(indices, [self.drawn(i) for i in indices])
+
+    def item(self, index, drawn):
+        """The item of sample `index` from its draws (valid, offset, length, angles)."""
+        valid, offset, length, angles = drawn
         sample = self.data[self.rows[index]]  # (T, 150): T x (body, joint, xyz), a view of the file
-        offset, length, angles = self.draw(valid)
         if self.batch_augment:
             angles = torch.zeros(3) if angles is None else angles
             return to_layout(sample), int(self.label[index]), index, valid, offset, length, angles
@@ -236,8 +252,26 @@ class Feeder(Dataset):
             rot = np.array(rotation_rows(angles.cos().numpy(), angles.sin().numpy()), dtype=np.float32)
             # augment.rotate for one sequence
             data = torch.mm(torch.from_numpy(rot), torch.from_numpy(data.reshape(3, -1))).numpy().reshape(data.shape)
+        return self.modalities(data), int(self.label[index]), index
+
+    def items(self, indices, drawn):
+        """The items of samples `indices` from their draws: with a window, the crops of all of them resampled,
+        laid out and rotated in a few operations over the batch (the same values as `item`)."""
+        if self.batch_augment or self.window_size <= 0:
+            return [self.item(i, d) for i, d in zip(indices, drawn)]
+        starts = [int(self.rows[i]) * self.data.shape[1] + offset for i, (_, offset, _, _) in zip(indices, drawn)]
+        data = to_layout(resample_crops(self.frames, starts, [length for _, _, length, _ in drawn],
+                                        self.window_size).numpy())  # (n, 3, window, 25, 2)
+        if self.random_rot:
+            rot = np.array([rotation_rows(angles.cos().numpy(), angles.sin().numpy()) for *_, angles in drawn],
+                           dtype=np.float32)
+            data = rotate(torch.from_numpy(data), torch.from_numpy(rot)).numpy()
+        return [(self.modalities(d), int(self.label[i]), i) for d, i in zip(data, indices)]
+
+    def modalities(self, data):
+        """bone and vel of one sequence (3, T, 25, 2)."""
         if self.bone:
             data = to_bone(torch.from_numpy(data)).numpy()
         if self.vel:
             data = to_velocity(torch.from_numpy(data)).numpy()
-        return data, int(self.label[index]), index
+        return data

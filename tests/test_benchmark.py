@@ -58,7 +58,7 @@ def test_quick_run_reports_every_section(tmp_path):
 
 def test_only_selects_sections_and_return_memory(tmp_path):
     report, stdout = run_benchmark(tmp_path, '--only', 'feeder,augment', '--return_memory')
-    assert [r['section'] for r in report['rows']] == ['feeder', 'augment']
+    assert [(r['section'], r.get('batch')) for r in report['rows']] == [('feeder', None), ('feeder', 2), ('augment', 2)]
     assert report['matmul_gflop_per_s'] == {}
     assert not report['keep_memory'] and 'malloc keeps freed memory' not in stdout
     # by default the precisions without a fast matmul kernel on this device are left out, with a note
@@ -157,8 +157,9 @@ def test_published_rows_follow_ours_with_the_speed_ratio(tmp_path):
     assert [(r['section'], r['variant'], r['published']) for r in rows] == [
         ('pretrain', 'decoder 1', False), ('pretrain', 'decoder 1, published', True),
         ('finetune', '', False), ('finetune', 'published', True),
-        ('feeder', '60 frames -> 24', False), ('feeder', '60 frames -> 24, published', True)]
-    for ours, published in (rows[:2], rows[2:4], rows[4:]):
+        ('feeder', '60 frames -> 24', False), ('feeder', '60 frames -> 24, batches of 2', False),
+        ('feeder', '60 frames -> 24, published', True)]
+    for ours, published in (rows[:2], rows[2:4], rows[4:7:2], rows[5:]):
         assert ours['speedup_vs_published'] == pytest.approx(ours['samples_per_s'] / published['samples_per_s'])
         name = ' '.join(v for v in (ours['section'], ours['variant'], 'fp32') if v)
         what = 'feeder' if ours['section'] == 'feeder' else 'step'

@@ -227,6 +227,35 @@ def test_batch_augment_equals_per_sample(tmp_path):
     assert torch.equal(augment(x, valid), expected)
 
 
+@pytest.mark.parametrize("kw", [dict(p_interval=[0.5, 1], window_size=120, random_rot=True),
+                                dict(p_interval=[0.5, 1], window_size=64, random_rot=True, bone=True, vel=True),
+                                dict(p_interval=[0.9], window_size=120),
+                                dict(p_interval=[0.5, 1], window_size=-1, random_rot=True),
+                                dict(p_interval=[0.5, 1], window_size=120, random_rot=True, batch_augment=True)])
+def test_loader_batches_equal_items(tmp_path, kw):
+    """__getitems__ (what a DataLoader calls for a batch: the crops of all samples resampled, laid out and
+    rotated at once) gives the items of __getitem__ from the same random stream, bit for bit."""
+    feeder = Feeder(random_npz(tmp_path), "train", **kw)
+    indices = [3, 0, 7, 7, 11, 5]
+    batches = []
+    for get in (lambda: [feeder[i] for i in indices], lambda: feeder.__getitems__(indices)):
+        np.random.seed(1)
+        torch.manual_seed(1)
+        batches.append(get())
+    expected, items = batches
+    assert len(items) == len(indices)
+    for a, b in zip(items, expected):
+        assert len(a) == len(b)
+        assert all(torch.equal(x, y) if torch.is_tensor(x) else x == y for x, y in zip(a[1:], b[1:]))
+        assert a[0].shape == b[0].shape and a[0].dtype == np.float32
+        np.testing.assert_array_equal(a[0], b[0])
+    # sample 7 twice: its own random crop each time (batch_augment: its angles), the same centre crop
+    first, second = (np.asarray(items[k][-1] if feeder.batch_augment else items[k][0]) for k in (2, 3))
+    assert np.array_equal(first, second) == (len(feeder.p_interval) == 1)
+    if feeder.window_size > 0:  # crops of one length: the loader stacks them
+        assert torch.utils.data.default_collate(items)[0].shape == (len(indices), *items[0][0].shape)
+
+
 def test_batch_augment_random(tmp_path):
     path = random_npz(tmp_path)
     full = Feeder(path, "train", p_interval=[0.5, 1], window_size=64, random_rot=True, batch_augment=True)

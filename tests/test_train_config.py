@@ -260,6 +260,16 @@ def test_seeded_items_depend_on_seed_epoch_and_index_only(npz):
     assert np.array_equal(items[(2, 5)][0], a)  # whatever was drawn in between
     assert not np.array_equal(items[(3, 5)][0], a)
     assert not np.array_equal(data.SeededItems(items.dataset, seed=4)[(2, 5)][0], a)
+    # a loader batch (__getitems__: the feeder's batched augmentation) gives the same items
+    keys = [(2, 5), (2, 1), (3, 5), (2, 0)]
+    batch = items.__getitems__(keys)
+    for key, item in zip(keys, batch):
+        assert np.array_equal(item[0], items[key][0]) and item[1:] == items[key][1:]
+    torch.manual_seed(7)
+    before = torch.rand(1)
+    torch.manual_seed(7)
+    items.__getitems__(keys)
+    assert torch.equal(torch.rand(1), before)
 
 
 @pytest.mark.parametrize('script, env, expected', [

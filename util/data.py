@@ -58,13 +58,25 @@ class SeededItems(Dataset):
     def __len__(self):
         return len(self.dataset)
 
-    def __getitem__(self, key):
-        epoch, index = key
+    def seeded(self, epoch, index, fn):
+        """fn() with NumPy and torch seeded from (seed, epoch, index), the caller's torch state kept."""
         seed = int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1)[0])
         with torch.random.fork_rng(devices=[]):
             np.random.seed(seed)
             torch.default_generator.manual_seed(seed)
-            return self.dataset[index]
+            return fn()
+
+    def __getitem__(self, key):
+        epoch, index = key
+        return self.seeded(epoch, index, lambda: self.dataset[index])
+
+    def __getitems__(self, keys):
+        """A loader batch: each sample's draws seeded as in __getitem__, then the dataset's `items` for all of
+        them (a feeder's batched augmentation); item by item for a dataset without `drawn` and `items`."""
+        if not hasattr(self.dataset, 'items'):
+            return [self[key] for key in keys]
+        drawn = [self.seeded(epoch, index, lambda: self.dataset.drawn(index)) for epoch, index in keys]
+        return self.dataset.items([index for _, index in keys], drawn)
 
 
 class EpochSampler(Sampler):
