@@ -378,9 +378,19 @@ def feeder_row(feeder, variant, samples, warmup, steps, memory, batch=None, get=
             'peak_memory_mb': memory.peak_mb(), 'memory_kind': memory.kind, **timing_fields(times, cpu)}
 
 
-def feeder_rows(size, batch, device, sections, samples, warmup, steps, memory, published=False):
-    """The train feeder in one thread, item by item and in loader batches of `batch` (then, with `published`,
-    the published one item by item in a fresh process), and BatchAugment on a batch on the device."""
+def our_feeder_rows(feeder, variant, samples, warmup, steps, memory, batch, keep_memory):
+    """feeder_row item by item and in batches of `batch`, in a process that keeps freed memory like the
+    training entry points (and the loader workers they fork) when `keep_memory`."""
+    if keep_memory:
+        keep_freed_memory()
+    return [feeder_row(feeder, variant, samples, warmup, steps, memory, b) for b in (None, batch)]
+
+
+def feeder_rows(size, batch, device, sections, samples, warmup, steps, memory, published=False,
+                keep_memory=False):
+    """The train feeder in a fresh process with one thread, item by item and in loader batches of `batch`
+    (then, with `published`, the published one item by item in another), and BatchAugment on a batch on the
+    device."""
     from torch.utils.data import default_collate
 
     from feeder.augment import BatchAugment
@@ -393,10 +403,13 @@ def feeder_rows(size, batch, device, sections, samples, warmup, steps, memory, p
         write_npz(path, max(samples, batch), size['feeder_frames'], size['num_classes'])
         if 'feeder' in sections:
             feeder = Feeder(path, split='train', p_interval=CROP, window_size=size['num_frames'], random_rot=True)
-            ours = [feeder_row(feeder, variant, samples, warmup, steps, memory, b) for b in (None, batch)]
+            spawn = multiprocessing.get_context('spawn')
+            with spawn.Pool(1) as pool:  # a fresh process, as a loader worker
+                ours = pool.apply(our_feeder_rows, (feeder, variant, samples, warmup, steps, memory, batch,
+                                                    keep_memory))
             rows += ours
             if published:
-                with multiprocessing.get_context('spawn').Pool(1) as pool:  # glibc's default malloc
+                with spawn.Pool(1) as pool:  # another, with glibc's default malloc
                     rows.append(pool.apply(feeder_row, (PublishedFeeder(path, size['num_frames']),
                                                         f'{variant}, published', samples, warmup, steps, memory,
                                                         None, published_item)))
@@ -639,7 +652,7 @@ def main(args):
             print(f"{summary(ours).split(':')[0]}: {ours['speedup_vs_published']:.2f}x the published step")
     if 'feeder' in sections or 'augment' in sections:
         for row in feeder_rows(size, args.batch, device, sections, args.feeder_samples, args.warmup, args.steps,
-                               memory, args.published):
+                               memory, args.published, bool(kept)):
             add(row)
             if row.get('published'):
                 for ours in rows[-3:-1]:
