@@ -25,9 +25,9 @@ resident set during the row. On CPU the process keeps freed memory for reuse, as
 
 --published times, right after each of our fp32 pre-training and fine-tuning rows, the same step as the official
 code runs it: explicit attention softmax(Q K^T / sqrt(d)) V (the same math) and AdamW with torch's default kernel
-(on CPU the per-tensor loop); and right after our feeder row, the published feeder's __getitem__ (the same
-samples from the same seeds). Each runs in a fresh process with glibc's default malloc; our row records its
-speed over that one ('x published').
+(on CPU the per-tensor loop); and right after our feeder rows, the published feeder's __getitem__ (the same
+samples from the same seeds). Each runs in a fresh process with glibc's default malloc (our feeder rows also run
+in one of their own); our rows record their speed over it ('x published').
 """
 import argparse
 import contextlib

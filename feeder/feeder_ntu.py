@@ -85,6 +85,17 @@ def to_layout(x):
     return x.reshape(*lead, -1).take(_layout_index(frames), axis=-1).reshape(*lead, 3, frames, 25, 2)
 
 
+def rotated(data, angles):
+    """A sequence (3, T, 25, 2) with its angles (3,), or a batch (n, 3, T, 25, 2) with a list of them, rotated by
+    the matrices built in float32 as published (`rotation_rows`): one matrix product, batched for a batch
+    (one sequence alone is faster with a plain one) -> a new array."""
+    if data.ndim == 4:
+        rot = np.array(rotation_rows(angles.cos().numpy(), angles.sin().numpy()), dtype=np.float32)
+        return torch.mm(torch.from_numpy(rot), torch.from_numpy(data.reshape(3, -1))).numpy().reshape(data.shape)
+    rot = np.array([rotation_rows(a.cos().numpy(), a.sin().numpy()) for a in angles], dtype=np.float32)
+    return rotate(torch.from_numpy(data), torch.from_numpy(rot)).numpy()
+
+
 def label_subset(labels, ratio, seed, balanced=False):
     """Sorted indices of a fraction `ratio` of the samples, drawn by a generator seeded with `seed`.
 
@@ -249,9 +260,7 @@ class Feeder(Dataset):
             clip = resample(torch.from_numpy(clip), self.window_size).numpy()
         data = to_layout(clip)
         if angles is not None:
-            rot = np.array(rotation_rows(angles.cos().numpy(), angles.sin().numpy()), dtype=np.float32)
-            # augment.rotate for one sequence
-            data = torch.mm(torch.from_numpy(rot), torch.from_numpy(data.reshape(3, -1))).numpy().reshape(data.shape)
+            data = rotated(data, angles)
         return self.modalities(data), int(self.label[index]), index
 
     def items(self, indices, drawn):
@@ -263,9 +272,7 @@ class Feeder(Dataset):
         data = to_layout(resample_crops(self.frames, starts, [length for _, _, length, _ in drawn],
                                         self.window_size).numpy())  # (n, 3, window, 25, 2)
         if self.random_rot:
-            rot = np.array([rotation_rows(angles.cos().numpy(), angles.sin().numpy()) for *_, angles in drawn],
-                           dtype=np.float32)
-            data = rotate(torch.from_numpy(data), torch.from_numpy(rot)).numpy()
+            data = rotated(data, [angles for *_, angles in drawn])
         return [(self.modalities(d), int(self.label[i]), i) for d, i in zip(data, indices)]
 
     def modalities(self, data):
