@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from feeder.augment import (centre_crop, crop_length, resample, resample_crops, rotate, rotation_rows, to_bone,
-                            to_velocity)
+from feeder.augment import (centre_crop, crop_length, resample, resample_crops, rotate, rotation_matrix,
+                            rotation_rows, to_bone, to_velocity)
 
 NUM_CHANNELS = 150  # 2 bodies x 25 joints x 3 coordinates
 SPLITS = ("train", "test")
@@ -87,13 +87,13 @@ def to_layout(x):
 
 def rotated(data, angles):
     """A sequence (3, T, 25, 2) with its angles (3,), or a batch (n, 3, T, 25, 2) with a list of them, rotated by
-    the matrices built in float32 as published (`rotation_rows`): one matrix product, batched for a batch
-    (one sequence alone is faster with a plain one) -> a new array."""
+    R = Rz Ry Rx built in float32 as published (`rotation_rows`) -> a new array. One sequence: its matrix from
+    the angles' NumPy cosines and sines, then one matrix product; a batch: all matrices from the stacked angles
+    in torch, then one batched product (either way fewer calls than the other)."""
     if data.ndim == 4:
         rot = np.array(rotation_rows(angles.cos().numpy(), angles.sin().numpy()), dtype=np.float32)
         return torch.mm(torch.from_numpy(rot), torch.from_numpy(data.reshape(3, -1))).numpy().reshape(data.shape)
-    rot = np.array([rotation_rows(a.cos().numpy(), a.sin().numpy()) for a in angles], dtype=np.float32)
-    return rotate(torch.from_numpy(data), torch.from_numpy(rot)).numpy()
+    return rotate(torch.from_numpy(data), rotation_matrix(torch.stack(angles))).numpy()
 
 
 def label_subset(labels, ratio, seed, balanced=False):
@@ -257,7 +257,7 @@ class Feeder(Dataset):
             return to_layout(sample), int(self.label[index]), index, valid, offset, length, angles
         clip = sample[offset:offset + length]
         if self.window_size > 0:
-            clip = resample(torch.from_numpy(clip), self.window_size).numpy()
+            clip = resample(clip, self.window_size)
         data = to_layout(clip)
         if angles is not None:
             data = rotated(data, angles)
