@@ -11,9 +11,9 @@ Sections (select with --only):
   linprobe  linear-probe training step: frozen encoder in eval mode, non-affine BatchNorm + Linear, SGD;
   finetune  fine-tuning training step (MLP head, drop path 0.3, label smoothing, AdamW with layer decay);
   eval      classifier forward under inference_mode;
-  feeder    the training feeder (random crop-resize of a 300-frame sequence to the window, then rotation) in one
-            process with one thread: item by item (__getitem__), and in batches of --batch (__getitems__, which
-            a DataLoader worker calls for a batch);
+  feeder    the training feeder (random crop-resize of a 300-frame sequence to the window, then rotation) in a
+            fresh process with one thread: item by item (__getitem__), and in batches of --batch (__getitems__,
+            which a DataLoader worker calls for a batch); passes of --feeder_samples items, interleaved;
   augment   the same augmentation applied to a whole batch on the device (feeder.augment.BatchAugment).
 Models, optimisers and losses are the published ones at full size (dim 256, depth 8, decoder depth 5 and 3,
 120 frames, 25 joints, 2 bodies) on random-walk skeletons. Every row is the median of --steps timed steps after
@@ -25,9 +25,9 @@ resident set during the row. On CPU the process keeps freed memory for reuse, as
 
 --published times, right after each of our fp32 pre-training and fine-tuning rows, the same step as the official
 code runs it: explicit attention softmax(Q K^T / sqrt(d)) V (the same math) and AdamW with torch's default kernel
-(on CPU the per-tensor loop); and right after our feeder rows, the published feeder's __getitem__ (the same
-samples from the same seeds). Each runs in a fresh process with glibc's default malloc (our feeder rows also run
-in one of their own); our rows record their speed over it ('x published').
+(on CPU the per-tensor loop); and beside our feeder rows, the published feeder's __getitem__ (the same samples
+from the same seeds), one pass of it after each pass of ours. Each runs in a fresh process with glibc's default
+malloc; our rows record their speed over it ('x published').
 """
 import argparse
 import contextlib
@@ -346,51 +346,74 @@ def write_npz(path, samples, frames, num_classes, seed=0):
     np.savez(path, x_train=x, y_train=y, x_test=x, y_test=y)
 
 
-@contextlib.contextmanager
-def num_threads(n):
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+_FEEDER_RUNS = {}  # in a feeder process: the runs it times, by name
 
 
-def feeder_row(feeder, variant, samples, warmup, steps, memory, batch=None, get=None):
-    """The feeder's first `samples` items in one thread from the published seeds: one by one with
-    __getitem__ (or get(feeder, i)), or with `batch` the loader's way, __getitems__ of each batch."""
-    get = get or type(feeder).__getitem__
+def start_feeder_process(runs, keep_memory):
+    """Pool initializer of a feeder process: its runs {name: (feeder, batch, get)}, one thread, the published
+    seeds, and freed memory kept as in the training entry points (and the loader workers they fork) when
+    `keep_memory`."""
+    if keep_memory:
+        keep_freed_memory()
+    torch.set_num_threads(1)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    _FEEDER_RUNS.update(runs)
+    PeakMemory(torch.device('cpu')).reset()
+
+
+def feeder_pass(name, samples):
+    """One timed pass of run `name` over its feeder's first `samples` items: one by one with __getitem__ (or
+    get(feeder, i)), or with a batch size the loader's way, __getitems__ of each batch -> (wall, CPU seconds)."""
+    feeder, batch, get = _FEEDER_RUNS[name]
     if batch:
         def run():
             return [feeder.__getitems__(list(range(s, min(s + batch, samples)))) for s in range(0, samples, batch)]
     else:
+        get = get or type(feeder).__getitem__
+
         def run():
             return [get(feeder, i) for i in range(samples)]
-    memory.reset()
-    np.random.seed(0)
-    torch.manual_seed(0)
-    with num_threads(1):
-        _, times, cpu = time_calls(run, warmup, steps, torch.device('cpu'))
-    seconds = statistics.median(times) / samples
-    return {'section': 'feeder', 'variant': variant + (f', batches of {batch}' if batch else ''),
-            'published': get is published_item, 'precision': 'fp32', 'compile': False, 'workers': 1,
-            'batch': batch, 'ms_per_sample': 1e3 * seconds, 'samples_per_s': 1 / seconds,
-            'peak_memory_mb': memory.peak_mb(), 'memory_kind': memory.kind, **timing_fields(times, cpu)}
+    _, (wall,), (cpu,) = time_calls(run, 0, 1, torch.device('cpu'))
+    return wall, cpu
 
 
-def our_feeder_rows(feeder, variant, samples, warmup, steps, memory, batch, keep_memory):
-    """feeder_row item by item and in batches of `batch`, in a process that keeps freed memory like the
-    training entry points (and the loader workers they fork) when `keep_memory`."""
-    if keep_memory:
-        keep_freed_memory()
-    return [feeder_row(feeder, variant, samples, warmup, steps, memory, b) for b in (None, batch)]
+def process_peak():
+    """(peak MB, kind) of this process since start_feeder_process."""
+    memory = PeakMemory(torch.device('cpu'))
+    return memory.peak_mb(), memory.kind
+
+
+def interleaved_feeder_rows(processes, samples, warmup, steps):
+    """Rows of the feeder runs of `processes` [(runs, keep_memory)], each a fresh process (start_feeder_process)
+    timing one pass of each of its runs per round, round after round, so that the load of a shared machine
+    falls on all runs alike. The peak memory of a row is its process's."""
+    spawn = multiprocessing.get_context('spawn')
+    with contextlib.ExitStack() as stack:
+        pools = [stack.enter_context(spawn.Pool(1, start_feeder_process, process)) for process in processes]
+        times = {name: [] for runs, _ in processes for name in runs}
+        for _ in range(warmup + steps):
+            for pool, (runs, _) in zip(pools, processes):
+                for name in runs:
+                    times[name].append(pool.apply(feeder_pass, (name, samples)))
+        peaks = [pool.apply(process_peak) for pool in pools]
+    rows = []
+    for (peak, kind), (runs, _) in zip(peaks, processes):
+        for name, (_, batch, get) in runs.items():
+            wall, cpu = zip(*times[name][warmup:])
+            seconds = statistics.median(wall) / samples
+            rows.append({'section': 'feeder', 'variant': name, 'published': get is published_item,
+                         'precision': 'fp32', 'compile': False, 'workers': 1, 'batch': batch,
+                         'ms_per_sample': 1e3 * seconds, 'samples_per_s': 1 / seconds, 'peak_memory_mb': peak,
+                         'memory_kind': kind, **timing_fields(wall, cpu)})
+    return rows
 
 
 def feeder_rows(size, batch, device, sections, samples, warmup, steps, memory, published=False,
                 keep_memory=False):
-    """The train feeder in a fresh process with one thread, item by item and in loader batches of `batch`
-    (then, with `published`, the published one item by item in another), and BatchAugment on a batch on the
-    device."""
+    """The train feeder with one thread item by item and in loader batches of `batch` (keeping freed memory
+    when `keep_memory`), with `published` the published one item by item in another process, interleaved;
+    then BatchAugment on a batch on the device."""
     from torch.utils.data import default_collate
 
     from feeder.augment import BatchAugment
@@ -403,17 +426,14 @@ def feeder_rows(size, batch, device, sections, samples, warmup, steps, memory, p
         write_npz(path, max(samples, batch), size['feeder_frames'], size['num_classes'])
         if 'feeder' in sections:
             feeder = Feeder(path, split='train', p_interval=CROP, window_size=size['num_frames'], random_rot=True)
-            spawn = multiprocessing.get_context('spawn')
-            with spawn.Pool(1) as pool:  # a fresh process, as a loader worker
-                ours = pool.apply(our_feeder_rows, (feeder, variant, samples, warmup, steps, memory, batch,
-                                                    keep_memory))
-            rows += ours
+            processes = [({variant: (feeder, None, None), f'{variant}, batches of {batch}': (feeder, batch, None)},
+                          keep_memory)]
+            if published:  # glibc's default malloc, as the official code runs
+                processes.append(({f'{variant}, published': (PublishedFeeder(path, size['num_frames']), None,
+                                                             published_item)}, False))
+            rows += interleaved_feeder_rows(processes, samples, warmup, steps)
             if published:
-                with spawn.Pool(1) as pool:  # another, with glibc's default malloc
-                    rows.append(pool.apply(feeder_row, (PublishedFeeder(path, size['num_frames']),
-                                                        f'{variant}, published', samples, warmup, steps, memory,
-                                                        None, published_item)))
-                for row in ours:
+                for row in rows[:-1]:
                     row['speedup_vs_published'] = row['samples_per_s'] / rows[-1]['samples_per_s']
         if 'augment' in sections:
             memory.reset()

@@ -214,3 +214,30 @@ def test_published_optimizer_is_torch_default_with_the_same_groups(section):
     assert any(not torch.equal(u, s) for u, s in zip(updates[0], start))
     for a, b in zip(*updates):
         torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
+
+
+class LoggingFeeder:
+    """Writes its name to a log file at every pass (item 0)."""
+
+    def __init__(self, name, log):
+        self.name, self.log = name, log
+
+
+def log_pass(feeder, index):
+    if index == 0:
+        with open(feeder.log, 'a') as f:
+            f.write(feeder.name + '\n')
+    return index
+
+
+def test_feeder_passes_alternate_between_processes(tmp_path):
+    """Ours and the published feeder are timed in turn, one pass each per round, each in its own process."""
+    log = tmp_path / 'passes.txt'
+    processes = [({'ours': (LoggingFeeder('ours', log), None, log_pass)}, True),
+                 ({'published': (LoggingFeeder('published', log), None, log_pass)}, False)]
+    rows = benchmark.interleaved_feeder_rows(processes, samples=3, warmup=1, steps=2)
+    assert log.read_text().split() == ['ours', 'published'] * 3
+    assert [r['variant'] for r in rows] == ['ours', 'published']
+    for r in rows:
+        assert len(r['step_ms']) == len(r['cpu_ms']) == 2 and r['peak_memory_mb'] > 0
+        assert r['ms_per_sample'] == pytest.approx(np.median(r['step_ms']) / 3)
