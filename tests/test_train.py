@@ -13,7 +13,7 @@ import main_finetune
 import main_linprobe
 import util.lr_sched
 from conftest import shared_path
-from train_fixtures import ROOT, one_thread, pretrain_in_process, read_log, run_entry, scalar_tags, write_config
+from train_fixtures import ROOT, log_entries, one_thread, pretrain_in_process, run_entry, scalar_tags, write_config
 from util import config
 from util.checkpoint import load_checkpoint
 
@@ -54,7 +54,7 @@ def check_outputs(out, protocol, log_keys, tags):
     for name in ('checkpoint-0.pth', 'checkpoint-last.pth'):
         checkpoint = load_checkpoint(out / name)
         assert CHECKPOINT_KEYS <= set(checkpoint) and checkpoint['epoch'] == 0
-    log = read_log(out)
+    log = log_entries(out)
     assert len(log) == 1 and log_keys <= set(log[0]) and log[0]['epoch'] == 0
     trainable = sum(p.numel() for p in checkpoint['model'].values()) if protocol == 'pretrain' else None
     if trainable is not None:
@@ -103,7 +103,7 @@ def test_finetune_epoch_outputs_and_eval(work, pretrained, finetuned):
     stats = json.loads(result.stdout.strip().splitlines()[-1])
     assert stats['test_acc1'] == log[-1]['test_acc1'] and stats['test_acc5'] == log[-1]['test_acc5']
     assert stats['test_loss'] == pytest.approx(log[-1]['test_loss'], rel=1e-6)
-    assert len(read_log(finetuned)) == 1  # evaluating wrote nothing
+    assert len(log_entries(finetuned)) == 1  # evaluating wrote nothing
 
 
 @pytest.fixture(scope='module')
@@ -131,7 +131,7 @@ def test_resume_gives_the_uninterrupted_weights(work, reference):
     out = work['root'] / 'resumed'
     pretrain_in_process(work, out, '--resume', reference / 'checkpoint-0.pth')
     assert_same_training_state(out / 'checkpoint-last.pth', reference / 'checkpoint-last.pth')
-    assert [r['train_loss'] for r in read_log(out)] == [read_log(reference)[1]['train_loss']]
+    assert [r['train_loss'] for r in log_entries(out)] == [log_entries(reference)[1]['train_loss']]
 
 
 class SimulatedCrash(Exception):
@@ -182,8 +182,8 @@ def test_crash_then_auto_resume_loses_at_most_that_epoch(work, reference, monkey
     assert_same_training_state(out / 'checkpoint-1.pth', reference / 'checkpoint-1.pth')
     assert_same_training_state(out / 'checkpoint-0.pth', reference / 'checkpoint-0.pth')
     timing = ('train_samples_per_s', 'train_epoch_time')
-    assert [{k: v for k, v in r.items() if k not in timing} for r in read_log(out)] == [
-        {k: v for k, v in r.items() if k not in timing} for r in read_log(reference)]
+    assert [{k: v for k, v in r.items() if k not in timing} for r in log_entries(out)] == [
+        {k: v for k, v in r.items() if k not in timing} for r in log_entries(reference)]
 
 
 @pytest.mark.parametrize('amp', ['bf16', 'fp16'])
@@ -196,7 +196,7 @@ def test_mixed_precision_runs(work, reference, amp):
     first, reference_first = (scalar_tags(d)[0].Scalars('train/loss')[0].value for d in (out, reference))
     assert first != reference_first and first == pytest.approx(reference_first, rel=0.02)
     if amp == 'bf16':
-        assert read_log(out)[0]['train_loss'] == pytest.approx(read_log(reference)[0]['train_loss'], rel=0.05)
+        assert log_entries(out)[0]['train_loss'] == pytest.approx(log_entries(reference)[0]['train_loss'], rel=0.05)
     checkpoint = load_checkpoint(out / 'checkpoint-last.pth')
     assert checkpoint['model']['blocks.0.attn.qkv.weight'].dtype == torch.float32
     assert (0 < checkpoint['scaler'].get('scale', 0) <= 2 ** 16) == (amp == 'fp16')
@@ -254,7 +254,7 @@ def test_two_processes_match_one_process_on_the_same_global_batch(work):
         significant = grad.abs() > 1e-6
         torch.testing.assert_close(b['model'][name][significant], a['model'][name][significant], rtol=1e-5,
                                    atol=1e-7, msg=name)
-    log_one, log_two = read_log(one)[0], read_log(two)[0]
+    log_one, log_two = log_entries(one)[0], log_entries(two)[0]
     assert log_one['test_num_samples'] == log_two['test_num_samples'] == 11
     assert log_two['test_acc1'] == log_one['test_acc1']
     assert log_two['test_loss'] == pytest.approx(log_one['test_loss'], rel=1e-4)

@@ -81,8 +81,8 @@ def run_entry(script, *args, nproc=None, check=True, timeout=300):
     return result
 
 
-def read_log(output_dir):
-    """The JSON lines of output_dir/log.txt."""
+def log_entries(output_dir):
+    """Every JSON line of output_dir/log.txt (util.summary.read_log keeps those with a test accuracy)."""
     return [json.loads(line) for line in (Path(output_dir) / 'log.txt').read_text().splitlines()]
 
 
