@@ -86,7 +86,7 @@ def _weights_by_length(window, longest):
 
 
 def _weights(window, length):
-    """(i0 and i1 concatenated (2 window,) intp, w0 (window, 1), w1 (window, 1)) resampling `length` frames."""
+    """(i0 and i1 concatenated (2 window,) int64, w0 (window, 1), w1 (window, 1)) resampling `length` frames."""
     return _weights_by_length(window, max(512, 1 << (length - 1).bit_length()))[length - 1]
 
 
