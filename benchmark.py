@@ -316,7 +316,8 @@ def model_row(section, size, batch, device, precision, compiled, fused, warmup, 
     seconds = statistics.median(times)
     forward, train = model_flops(section, batch, size, decoder_depth)
     flops = forward if section == 'eval' else train
-    variant = ', '.join(v for v in (f'decoder {decoder_depth}' if decoder_depth else '', published and 'published') if v)
+    variant = ', '.join(v for v in (f'decoder {decoder_depth}' if decoder_depth else '', published and 'published')
+                        if v)
     row = {'section': section, 'variant': variant, 'published': published,
            'precision': precision, 'compile': compiled, 'batch': batch, 'ms_per_step': 1e3 * seconds,
            'samples_per_s': batch / seconds, 'flops_per_step': flops, 'gflop_per_s': flops / seconds / 1e9,
@@ -347,6 +348,7 @@ def write_npz(path, samples, frames, num_classes, seed=0):
 
 
 _FEEDER_RUNS = {}  # in a feeder process: the runs it times, by name
+_FEEDER_MEMORY = PeakMemory(torch.device('cpu'))  # in a feeder process: its peak memory since it started
 
 
 def start_feeder_process(runs, keep_memory):
@@ -359,7 +361,7 @@ def start_feeder_process(runs, keep_memory):
     np.random.seed(0)
     torch.manual_seed(0)
     _FEEDER_RUNS.update(runs)
-    PeakMemory(torch.device('cpu')).reset()
+    _FEEDER_MEMORY.reset()
 
 
 def feeder_pass(name, samples):
@@ -379,9 +381,8 @@ def feeder_pass(name, samples):
 
 
 def process_peak():
-    """(peak MB, kind) of this process since start_feeder_process."""
-    memory = PeakMemory(torch.device('cpu'))
-    return memory.peak_mb(), memory.kind
+    """(peak MB, kind) of this feeder process since start_feeder_process."""
+    return _FEEDER_MEMORY.peak_mb(), _FEEDER_MEMORY.kind
 
 
 def interleaved_feeder_rows(processes, samples, warmup, steps):
@@ -561,7 +562,8 @@ def table(rows):
     for r in rows:
         ms = r.get('ms_per_step', r.get('ms_per_sample'))
         lines.append((r['section'], r['variant'], r['precision'], 'yes' if r['compile'] else 'no',
-                      f"{ms:.3f}/sample" if 'ms_per_sample' in r else f"{ms:.1f}", f"{r['samples_per_s']:.2f}" if 'samples_per_s' in r else '',
+                      f"{ms:.3f}/sample" if 'ms_per_sample' in r else f"{ms:.1f}",
+                      f"{r['samples_per_s']:.2f}" if 'samples_per_s' in r else '',
                       f"{r['gflop_per_s']:.1f}" if 'gflop_per_s' in r else '',
                       f"{100 * r['matmul_fraction']:.0f}%" if 'matmul_fraction' in r else '',
                       f"{r['peak_memory_mb']:.0f}" if 'peak_memory_mb' in r else '',
@@ -589,14 +591,26 @@ def comma_list(choices=None, type=str):
     return parse
 
 
+def at_least(minimum):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of at least {minimum}")
+        return value
+    return parse
+
+
 def get_args_parser():
     p = argparse.ArgumentParser('benchmark.py', description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument('--batch', type=int, default=16, help='samples per step (each has 2 bodies)')
+    p.add_argument('--batch', type=at_least(1), default=16, help='samples per step (each has 2 bodies)')
     p.add_argument('--device', default='auto', help="'cpu', 'cuda', 'cuda:N' or 'auto'")
     p.add_argument('--out', default=None, help='write the results to this JSON file')
-    p.add_argument('--steps', type=int, default=3, help='timed steps per row (the median is reported)')
-    p.add_argument('--warmup', type=int, default=1, help='untimed steps before them')
+    p.add_argument('--steps', type=at_least(1), default=3, help='timed steps per row (the median is reported)')
+    p.add_argument('--warmup', type=at_least(0), default=1, help='untimed steps before them')
     p.add_argument('--amp', type=comma_list(AMP), default=None,
                    help='precisions of the pre-training rows (default fp32,bf16, and fp16 on CUDA, leaving out '
                         'those the device has no fast matmul for); the other model rows use the first')
@@ -605,16 +619,16 @@ def get_args_parser():
                    help=f"sections to run, from {','.join(SECTIONS)}")
     p.add_argument('--decoder_depth', type=comma_list(type=int), default=[5, 3],
                    help='decoder depths of the pre-training rows')
-    p.add_argument('--threads', type=int, default=None, help='torch threads (default: os.cpu_count())')
-    p.add_argument('--feeder_samples', type=int, default=256, help='feeder items per timed pass')
+    p.add_argument('--threads', type=at_least(1), default=None, help='torch threads (default: os.cpu_count())')
+    p.add_argument('--feeder_samples', type=at_least(1), default=256, help='feeder items per timed pass')
     p.add_argument('--foreach', action='store_true', help='foreach instead of fused optimiser kernels')
     p.add_argument('--return_memory', action='store_true',
                    help="CPU: let malloc hand freed memory back to the system (glibc's default) instead of "
                         "keeping it for reuse as the training entry points do (util/malloc.py)")
     p.add_argument('--published', action='store_true',
                    help="also time the fp32 pre-training and fine-tuning steps as the official code runs them "
-                        "(explicit attention, AdamW's default kernel) and the published feeder, each in a fresh "
-                        "process with glibc's default malloc, right after ours")
+                        "(explicit attention, AdamW's default kernel), each in a fresh process with glibc's default "
+                        "malloc right after ours, and the published feeder, its passes alternating with ours")
     p.add_argument('--quick', action='store_true',
                    help='tiny model (dim 32, depth 2, decoder depth 1, 24 frames) and data, batch 2, 2 steps')
     return p
@@ -671,12 +685,12 @@ def main(args):
             ours['speedup_vs_published'] = ours['samples_per_s'] / rows[-1]['samples_per_s']
             print(f"{summary(ours).split(':')[0]}: {ours['speedup_vs_published']:.2f}x the published step")
     if 'feeder' in sections or 'augment' in sections:
-        for row in feeder_rows(size, args.batch, device, sections, args.feeder_samples, args.warmup, args.steps,
-                               memory, args.published, bool(kept)):
+        feeder = feeder_rows(size, args.batch, device, sections, args.feeder_samples, args.warmup, args.steps,
+                             memory, args.published, bool(kept))
+        for row in feeder:
             add(row)
-            if row.get('published'):
-                for ours in rows[-3:-1]:
-                    print(f"{summary(ours).split(':')[0]}: {ours['speedup_vs_published']:.2f}x the published feeder")
+        for ours in (row for row in feeder if 'speedup_vs_published' in row):
+            print(f"{summary(ours).split(':')[0]}: {ours['speedup_vs_published']:.2f}x the published feeder")
     peaks = {}
     if probe is not None:
         peaks = {p: probe.gflop_per_s(p) for p in probe.times}

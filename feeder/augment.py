@@ -1,13 +1,12 @@
 """Temporal crop-resize, rotation, bone and motion modalities on batches of skeleton sequences.
 
-Sequences are tensors (N, C=3, T, V=25, M=2) on any device, so that training can augment whole batches
-on the GPU; the feeder uses the same arithmetic on crops in its file layout (`resample`, `resample_crops`)
-and on one (C, T, V, M) sequence. They reproduce
-the published feeder bit for bit on CPU. Its resampling, `F.interpolate(..., mode='bilinear',
-align_corners=False)` on a (1, 1, C*V*M, T) tensor, computes in float32 the source position of output
-frame j as fma(scale, j + 0.5, -0.5) with scale = L / window (exact in float64, then rounded) and the
-output as fma(w0, x[i0], w1 * x[i1]); its rotation is a float32 3 x 3 matrix product. On a GPU the
-last bit may differ.
+Sequences are tensors (N, C=3, T, V=25, M=2) on any device, so that training can augment whole batches on
+the GPU; the feeder uses the same arithmetic on crops in its file layout (`resample`, `resample_crops`)
+and on one (C, T, V, M) sequence. They reproduce the published feeder bit for bit on CPU. Its resampling,
+`F.interpolate(..., mode='bilinear', align_corners=False)` on a (1, 1, C*V*M, T) tensor, computes in
+float32 the source position of output frame j as fma(scale, j + 0.5, -0.5) with scale = L / window (exact
+in float64, then rounded) and the output as fma(w0, x[i0], w1 * x[i1]); its rotation is a float32 3 x 3
+matrix product. On a GPU the last bit may differ.
 """
 import functools
 

@@ -88,8 +88,8 @@ def to_layout(x):
 def rotated(data, angles):
     """A sequence (3, T, 25, 2) with its angles (3,), or a batch (n, 3, T, 25, 2) with a list of them, rotated by
     R = Rz Ry Rx built in float32 as published (`rotation_rows`) -> a new array. One sequence: its matrix from
-    the angles' NumPy cosines and sines, then one matrix product; a batch: all matrices from the stacked angles
-    in torch, then one batched product (either way fewer calls than the other)."""
+    the angles' cosines and sines as NumPy scalars, then one matrix product; a batch: all matrices at once from
+    the stacked angles in torch, then one batched product. Each form takes fewer calls for its case."""
     if data.ndim == 4:
         rot = np.array(rotation_rows(angles.cos().numpy(), angles.sin().numpy()), dtype=np.float32)
         return torch.mm(torch.from_numpy(rot), torch.from_numpy(data.reshape(3, -1))).numpy().reshape(data.shape)

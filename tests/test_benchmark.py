@@ -67,10 +67,16 @@ def test_only_selects_sections_and_return_memory(tmp_path):
     assert all('left out' in n for n in report['notes'])
 
 
-def test_bad_section_is_named(capsys):
-    with pytest.raises(SystemExit):
-        benchmark.get_args_parser().parse_args(['--only', 'pretrain,training'])
-    assert "'pretrain,training': expected a comma-separated list of matmul, pretrain" in capsys.readouterr().err
+@pytest.mark.parametrize('args, message', [
+    (['--only', 'pretrain,training'],
+     "--only: 'pretrain,training': expected a comma-separated list of matmul, pretrain"),
+    (['--steps', '0'], "--steps: '0': expected a whole number of at least 1"),
+    (['--warmup', '-1'], "--warmup: '-1': expected a whole number of at least 0"),
+    (['--feeder_samples', 'many'], "--feeder_samples: 'many': expected a whole number of at least 1")])
+def test_bad_argument_is_named(capsys, args, message):
+    with pytest.raises(SystemExit) as exit:
+        benchmark.get_args_parser().parse_args(args)
+    assert exit.value.code == 2 and message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize('section, decoder_depth', [('pretrain', 1), ('pretrain', 5), ('pretrain', 3),
