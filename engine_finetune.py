@@ -38,3 +38,30 @@ def evaluate(data_loader, model, device, args):
     loss, top1, top5, count = totals.tolist()
     return {'loss': loss / count, 'acc1': 100 * top1 / count, 'acc5': 100 * top5 / count,
             'num_samples': int(count)}
+
+
+@torch.no_grad()
+def predict(data_loader, model, device, args):
+    """Logits (N, num_classes) float32 and labels (N,) int64 of every sample of the loader's dataset, on the CPU,
+    in the dataset's order (row i is sample i).
+
+    Batches are (samples, labels, index). With --dist_eval each rank predicts its shard and the shards are
+    gathered, so every rank returns the whole set.
+    """
+    model.eval()
+    logits, labels, indices = [], [], []
+    for samples, targets, index in engine.progress(data_loader, 'Predict', leave=False):
+        with misc.autocast(args, device):
+            out = model(samples.to(device, non_blocking=True))
+        logits.append(out.float().cpu())
+        labels.append(targets)
+        indices.append(index)
+    parts = [(torch.cat(logits), torch.cat(labels), torch.cat(indices))]
+    if args.dist_eval:
+        parts = dist.all_gather_objects(parts[0])
+    num_samples = len(data_loader.dataset)
+    out = torch.empty(num_samples, parts[0][0].shape[1])
+    out_labels = torch.empty(num_samples, dtype=torch.int64)
+    for part_logits, part_labels, part_index in parts:
+        out[part_index], out_labels[part_index] = part_logits, part_labels.long()
+    return out, out_labels

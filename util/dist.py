@@ -59,6 +59,15 @@ def all_reduce_sum(tensor):
     return tensor
 
 
+def all_gather_objects(obj):
+    """[obj of rank 0, obj of rank 1, ...] (picklable objects, e.g. CPU tensors); [obj] in a single process."""
+    if not is_dist_avail_and_initialized():
+        return [obj]
+    gathered = [None] * get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
 def cleanup():
     if is_dist_avail_and_initialized():
         dist.destroy_process_group()
