@@ -73,8 +73,8 @@ def get_args_parser(protocol):
     g.add_argument('--auto_resume', action=bool_flag, default=False,
                    help='continue from the newest checkpoint in output_dir when there is one')
     g.add_argument('--start_epoch', type=int, default=0)
-    g.add_argument('--save_every', type=int, default=20, help='keep checkpoint-<epoch>.pth every this many '
-                                                             'epochs (checkpoint-last.pth is written every epoch)')
+    g.add_argument('--save_every', type=int, default=20, help='keep checkpoint-<epoch>.pth at epochs 0, N, 2N, ... '
+                                                             'and the last (checkpoint-last.pth every epoch)')
     g.add_argument('--print_freq', type=int, default=20, help='log the training loss every this many steps')
     if protocol != 'pretrain':
         g.add_argument('--finetune', default='', help='pre-training checkpoint to start from (ours or official)')
