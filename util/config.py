@@ -40,6 +40,8 @@ def get_args_parser(protocol):
                                                                'batch_size * accum_iter * number of processes')
     g.add_argument('--epochs', type=int, default=100)
     g.add_argument('--accum_iter', type=int, default=1, help='gradient accumulation steps per optimiser step')
+    g.add_argument('--published_batch', type=int, default=None,
+                   help='effective batch of the published run of this config; a run with another one says so')
     g.add_argument('--lr', type=float, default=None, help='absolute learning rate (default: blr * batch / 256)')
     g.add_argument('--blr', type=float, default=1e-3, help='base learning rate, for an effective batch of 256')
     g.add_argument('--min_lr', type=float, default=0., help='end of the cosine schedule')
