@@ -51,7 +51,7 @@ def setup(args):
     print(f"{Path(sys.argv[0]).name}: {world} process(es) on {device}, effective batch {eff_batch_size}, "
           f"lr {args.lr:.3g}")
     note = published_batch_note(args, world)
-    if note:
+    if note and not misc.eval_only(args):
         print(note)
     print(json.dumps(vars(args), default=str))
     return device
