@@ -99,11 +99,12 @@ def rotated(data, angles):
 def label_subset(labels, ratio, seed, balanced=False):
     """Sorted indices of a fraction `ratio` of the samples, drawn by a generator seeded with `seed`.
 
-    Plain: round(ratio * N) samples (at least 1) uniformly without replacement. Balanced: the same
-    number from every class present, round(ratio * N / classes) (at least 1, at most the class size).
+    Plain: int(N * ratio) samples (the published count, at least 1) uniformly without replacement.
+    Balanced: the same number from every class present, round(int(N * ratio) / classes) (at least 1, at
+    most the class size).
     """
     rng = np.random.default_rng(seed)
-    total = max(1, int(round(ratio * len(labels))))
+    total = max(1, int(len(labels) * ratio))
     if not balanced:
         return np.sort(rng.choice(len(labels), total, replace=False))
     classes = np.unique(labels)

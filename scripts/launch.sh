@@ -3,7 +3,8 @@
 #   GPUS         processes (GPUs) per node; default: every visible GPU, or 1 process without CUDA
 #   NNODES       nodes (default 1); for NNODES > 1 also NODE_RANK (0..NNODES-1), MASTER_ADDR (address of
 #                node 0) and MASTER_PORT (default 29500), the same on every node
-# Batch sizes in the configs are per process: the published runs used 4 GPUs (GPUS=4).
+# Batch sizes in the configs are per process. The published runs used 4 processes for pre-training and 2 for
+# everything else: the defaults of scripts/pretrain.sh and of the other scripts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GPUS=${GPUS:-$(python -c 'import torch; print(max(torch.cuda.device_count(), 1))')}

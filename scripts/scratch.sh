@@ -4,8 +4,10 @@
 #   DATASET     ntu60_xsub (default), ntu60_xview, ntu120_xsub, ntu120_xset, pku_v1, pku_v2
 #   CONFIG      default config/$DATASET/scratch.yaml
 #   OUTPUT_DIR  default output/$DATASET/scratch
-#   GPUS, NNODES, ...: see scripts/launch.sh; extra arguments go to main_finetune.py
+#   GPUS        processes per node (default 2, as in the published runs: batch sizes are per process)
+#   NNODES, ...: see scripts/launch.sh; extra arguments go to main_finetune.py
 set -euo pipefail
+export GPUS=${GPUS:-2}
 DATASET=${DATASET:-ntu60_xsub}
 CONFIG=${CONFIG:-config/$DATASET/scratch.yaml}
 OUTPUT_DIR=${OUTPUT_DIR:-output/$DATASET/scratch}

@@ -179,6 +179,8 @@ def test_subsets(tmp_path):
     other = Feeder(path, "train", data_ratio=0.1, subset_seed=6)
     assert other.sample_name != subsets[0].sample_name
     assert len(Feeder(path, "train", data_ratio=0.01)) == 4
+    assert len(label_subset(np.zeros(350, int), 0.01, seed=0)) == 3  # int(3.5), as published (round: 4)
+    assert len(label_subset(np.zeros(40091, int), 0.01, seed=0)) == 400  # NTU-60 cross-subject at 1%
     balanced = Feeder(path, "train", data_ratio=0.1, subset_seed=5, balanced_subset=True)
     assert np.array_equal(np.bincount(balanced.label, minlength=10), np.full(10, 4))
     np.testing.assert_array_equal(balanced.label, labels[[int(n.split("_")[1]) for n in balanced.sample_name]])

@@ -37,3 +37,13 @@ def test_errors_name_the_file(tmp_path):
         summary.summarize(pretrain)
     with pytest.raises(SystemExit):
         summary.main(['no-name-given'])
+
+
+def test_mean_and_standard_deviation_of_the_best_over_repeats(tmp_path, capsys):
+    runs = [write_log(tmp_path / f'seed{k}', accuracies) for k, accuracies in
+            enumerate([[50.0, 60.0, 55.0], [62.0, 58.0], [40.0, 64.0]])]
+    summary.main(['--mean', *(f'seed {k}={run}' for k, run in enumerate(runs))])
+    *table, mean = capsys.readouterr().out.splitlines()
+    assert len(table) == 4
+    # best top-1 60, 62, 64: mean 62, sample standard deviation sqrt(((-2)^2 + 0 + 2^2) / 2) = 2
+    assert mean == 'best top-1 over 3 run(s): mean 62.00, standard deviation 2.00'

@@ -134,6 +134,27 @@ def test_resume_gives_the_uninterrupted_weights(work, reference):
     assert [r['train_loss'] for r in log_entries(out)] == [log_entries(reference)[1]['train_loss']]
 
 
+def test_numbered_checkpoints_follow_the_published_layout_and_resume(work):
+    """checkpoint-<epoch>.pth at epochs 0, N, 2N, ... and the last; --resume and --auto_resume find them."""
+    schedule = ('--epochs', '5', '--save_every', '2')
+    full = work['root'] / 'five_epochs'
+    pretrain_in_process(work, full, *schedule)
+    assert sorted(p.name for p in full.glob('*.pth')) == [
+        'checkpoint-0.pth', 'checkpoint-2.pth', 'checkpoint-4.pth', 'checkpoint-last.pth']
+    assert [load_checkpoint(full / f'checkpoint-{e}.pth')['epoch'] for e in (0, 2, 4)] == [0, 2, 4]
+    resumed = work['root'] / 'five_epochs_resumed'
+    pretrain_in_process(work, resumed, *schedule, '--resume', full / 'checkpoint-2.pth')
+    assert [r['epoch'] for r in log_entries(resumed)] == [3, 4]
+    assert_same_training_state(resumed / 'checkpoint-4.pth', full / 'checkpoint-4.pth')
+    auto = work['root'] / 'five_epochs_auto'
+    auto.mkdir()
+    for epoch in (0, 2):  # no checkpoint-last.pth: the newest numbered checkpoint is the one to continue
+        shutil.copyfile(full / f'checkpoint-{epoch}.pth', auto / f'checkpoint-{epoch}.pth')
+    pretrain_in_process(work, auto, *schedule, '--auto_resume')
+    assert [r['epoch'] for r in log_entries(auto)] == [3, 4]
+    assert_same_training_state(auto / 'checkpoint-last.pth', full / 'checkpoint-last.pth')
+
+
 class SimulatedCrash(Exception):
     pass
 

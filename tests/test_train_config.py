@@ -39,7 +39,8 @@ def npz(tmp_path):
 def test_every_dataset_has_every_protocol():
     for name in DATASETS:
         stems = {p.stem for p in (ROOT / 'config' / name).glob('*.yaml')}
-        assert stems == {'pretrain_mamp', 'pretrain_mae', 'linear', 'finetune', 'semi_1', 'semi_10', 'scratch'}
+        assert stems == {'pretrain_mamp', 'pretrain_mae', 'linear', 'finetune', 'semi_1', 'semi_10', 'scratch',
+                         'semi_1_scratch', 'semi_10_scratch'}
     assert {p.stem for p in (ROOT / 'config' / 'transfer').glob('*.yaml')} == {
         'ntu60_xsub_to_pku_v2', 'ntu120_xsub_to_pku_v2', 'pku_v1_to_pku_v2'}
 
@@ -72,16 +73,14 @@ def test_configs_resolve_with_published_values(path):
     assert args.val_feeder_args['split'] == 'test' and args.val_feeder_args['data_path'] == data_file
     if path.stem == 'linear':
         assert args.model_args['protocol'] == 'linprobe'
-        assert (args.epochs, args.batch_size, args.lr, args.weight_decay) == (100, 128, 0.1, 0.0)
+        assert (args.epochs, args.weight_decay) == (100, 0.0)  # batch and lr: tests/test_published_runs.py
         return
     assert args.model_args['protocol'] == 'finetune' and args.model_args['drop_path_rate'] == 0.3
     assert (args.epochs, args.warmup_epochs, args.batch_size, args.lr, args.min_lr) == (100, 5, 24, 3e-4, 1e-5)
     assert (args.weight_decay, args.smoothing) == (0.05, 0.1)
-    assert args.layer_decay == (1.0 if path.stem == 'scratch' else 0.8)
+    assert args.layer_decay == (1.0 if path.stem.endswith('scratch') else 0.8)
     if path.stem.startswith('semi'):
         assert args.train_feeder_args['data_ratio'] == int(path.stem.split('_')[1]) / 100
-    if path.parent.name == 'transfer':
-        assert args.finetune == f"output/{path.stem.split('_to_')[0]}/pretrain_mamp/checkpoint-399.pth"
 
 
 def test_precedence_defaults_config_cli_opts(npz, tmp_path):
@@ -279,17 +278,13 @@ def test_seeded_items_depend_on_seed_epoch_and_index_only(npz):
      'main_pretrain.py --config config/pku_v1/pretrain_mae.yaml --output_dir output/pku_v1/pretrain_mae --auto_resume'),
     ('linprobe.sh', {'DATASET': 'ntu120_xset'},
      'main_linprobe.py --config config/ntu120_xset/linear.yaml --output_dir output/ntu120_xset/linear '
-     '--finetune output/ntu120_xset/pretrain_mamp/checkpoint-399.pth --dist_eval --auto_resume'),
+     '--dist_eval --auto_resume'),
     ('finetune.sh', {'PRETRAIN': 'official.pth'},
      'main_finetune.py --config config/ntu60_xsub/finetune.yaml --output_dir output/ntu60_xsub/finetune '
      '--finetune official.pth --dist_eval --auto_resume'),
-    ('semi.sh', {'RATIO': '10'},
-     'main_finetune.py --config config/ntu60_xsub/semi_10.yaml --output_dir output/ntu60_xsub/semi_10 '
-     '--finetune output/ntu60_xsub/pretrain_mamp/checkpoint-399.pth --dist_eval --auto_resume'),
     ('transfer.sh', {'SOURCE': 'ntu120_xsub'},
      'main_finetune.py --config config/transfer/ntu120_xsub_to_pku_v2.yaml '
-     '--output_dir output/transfer/ntu120_xsub_to_pku_v2 '
-     '--finetune output/ntu120_xsub/pretrain_mamp/checkpoint-399.pth --dist_eval --auto_resume'),
+     '--output_dir output/transfer/ntu120_xsub_to_pku_v2 --dist_eval --auto_resume'),
     ('scratch.sh', {'OUTPUT_DIR': '/tmp/x'},
      'main_finetune.py --config config/ntu60_xsub/scratch.yaml --output_dir /tmp/x --dist_eval --auto_resume'),
 ])

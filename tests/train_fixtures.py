@@ -48,7 +48,8 @@ def write_npz(path, num_train=16, num_test=12, num_labels=4, seed=0):
 
 
 def write_config(path, base, data_path, **overrides):
-    """A config extending config/<base> with the tiny model, `data_path` and `overrides` (nested dicts merge)."""
+    """A config extending config/<base> with the tiny model, `data_path`, no start checkpoint and `overrides`
+    (nested dicts merge)."""
     model = dict(TINY_ENCODER)
     if 'pretrain' in base:
         model.update(decoder_dim_feat=32, decoder_depth=1)
@@ -57,6 +58,7 @@ def write_config(path, base, data_path, **overrides):
               'epochs': 1, 'warmup_epochs': 0, 'batch_size': 4, 'print_freq': 2}
     if 'pretrain' not in base:
         config['val_feeder_args'] = dict(feeder)
+        config['finetune'] = ''  # a random start unless --finetune names a tiny checkpoint
     for key, value in overrides.items():
         if isinstance(value, dict):
             config.setdefault(key, {}).update(value)

@@ -40,6 +40,8 @@ def get_args_parser(protocol):
                                                                'batch_size * accum_iter * number of processes')
     g.add_argument('--epochs', type=int, default=100)
     g.add_argument('--accum_iter', type=int, default=1, help='gradient accumulation steps per optimiser step')
+    g.add_argument('--published_batch', type=int, default=None,
+                   help='effective batch of the published run of this config; a run with another one says so')
     g.add_argument('--lr', type=float, default=None, help='absolute learning rate (default: blr * batch / 256)')
     g.add_argument('--blr', type=float, default=1e-3, help='base learning rate, for an effective batch of 256')
     g.add_argument('--min_lr', type=float, default=0., help='end of the cosine schedule')
@@ -73,8 +75,8 @@ def get_args_parser(protocol):
     g.add_argument('--auto_resume', action=bool_flag, default=False,
                    help='continue from the newest checkpoint in output_dir when there is one')
     g.add_argument('--start_epoch', type=int, default=0)
-    g.add_argument('--save_every', type=int, default=20, help='keep checkpoint-<epoch>.pth every this many '
-                                                             'epochs (checkpoint-last.pth is written every epoch)')
+    g.add_argument('--save_every', type=int, default=20, help='keep checkpoint-<epoch>.pth at epochs 0, N, 2N, ... '
+                                                             'and the last (checkpoint-last.pth every epoch)')
     g.add_argument('--print_freq', type=int, default=20, help='log the training loss every this many steps')
     if protocol != 'pretrain':
         g.add_argument('--finetune', default='', help='pre-training checkpoint to start from (ours or official)')

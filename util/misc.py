@@ -86,7 +86,8 @@ def atomic_copy(src, dst):
 
 
 def save_model(args, epoch, model_without_ddp, optimizer, loss_scaler, **extra):
-    """Write checkpoint-<epoch>.pth (every --save_every epochs and at the last epoch), then checkpoint-last.pth
+    """Write checkpoint-<epoch>.pth (at epochs 0, save_every, 2 * save_every, ... and at the last epoch: the
+    published layout, e.g. 0, 20, ..., 380, 399), then checkpoint-last.pth
     (every epoch), on rank 0, in the published format {'model', 'optimizer', 'epoch', 'scaler', 'args'} plus
     `extra`. checkpoint-last.pth is written last: a run stopped before it is resumed from the previous epoch.
     """
@@ -96,7 +97,7 @@ def save_model(args, epoch, model_without_ddp, optimizer, loss_scaler, **extra):
     state = {'model': model_without_ddp.state_dict(), 'optimizer': optimizer.state_dict(), 'epoch': epoch,
              'scaler': loss_scaler.state_dict(), 'args': vars(args), **extra}
     last = output_dir / 'checkpoint-last.pth'
-    if (epoch + 1) % args.save_every == 0 or epoch + 1 == args.epochs:
+    if epoch % args.save_every == 0 or epoch + 1 == args.epochs:
         numbered = output_dir / f'checkpoint-{epoch}.pth'
         atomic_save(state, numbered)
         atomic_copy(numbered, last)

@@ -50,8 +50,26 @@ def setup(args):
         config.save_config(args, Path(args.output_dir) / 'config.yaml')
     print(f"{Path(sys.argv[0]).name}: {world} process(es) on {device}, effective batch {eff_batch_size}, "
           f"lr {args.lr:.3g}")
+    note = published_batch_note(args, world)
+    if note and not misc.eval_only(args):
+        print(note)
     print(json.dumps(vars(args), default=str))
     return device
+
+
+def published_batch_note(args, world):
+    """The line saying that the effective batch (processes x batch_size x accum_iter) differs from the
+    config's published_batch, with how to match it; None when it matches or the config names none."""
+    eff_batch_size = args.batch_size * args.accum_iter * world
+    if not args.published_batch or eff_batch_size == args.published_batch:
+        return None
+    hint = ''
+    if args.published_batch % (world * args.batch_size) == 0:
+        hint = f" (here: --accum_iter {args.published_batch // (world * args.batch_size)})"
+    return (f"note: effective batch {eff_batch_size} ({world} process(es) x batch_size {args.batch_size} x "
+            f"accum_iter {args.accum_iter}) differs from the published {args.published_batch} of {args.config} "
+            f"at lr {args.lr:.3g}; to reproduce it, make GPUS x --batch_size x --accum_iter = "
+            f"{args.published_batch}{hint}")
 
 
 def build_model(args):

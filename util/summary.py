@@ -2,10 +2,12 @@
 
     python -m util.summary "linear probe after MAMP=output/linear" "fine-tune after MAMP=output/finetune"
 
-prints, for each NAME=OUTPUT_DIR, the best top-1 (and its epoch) and the last epoch's top-1, in %.
+prints, for each NAME=OUTPUT_DIR, the best top-1 (and its epoch) and the last epoch's top-1, in %; with
+--mean, also the mean and standard deviation of the best top-1 over the runs (repeats of one setting).
 """
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 
@@ -45,6 +47,13 @@ def format_table(rows):
     return '\n'.join(lines)
 
 
+def format_mean(rows):
+    """rows: [(name, summarize(...))] -> one line: mean and sample standard deviation of their best top-1."""
+    best = [s['best'] for _, s in rows]
+    std = statistics.stdev(best) if len(best) > 1 else 0.
+    return f"best top-1 over {len(best)} run(s): mean {statistics.mean(best):.2f}, standard deviation {std:.2f}"
+
+
 def parse_run(text):
     name, sep, output_dir = text.rpartition('=')
     if not sep or not name:
@@ -56,8 +65,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser('python -m util.summary', description=__doc__.strip().splitlines()[0])
     parser.add_argument('runs', nargs='+', type=parse_run, metavar='NAME=OUTPUT_DIR',
                         help='a row name and the output_dir (holding log.txt) of a run')
+    parser.add_argument('--mean', action='store_true', help='also the mean and standard deviation of the best top-1')
     args = parser.parse_args(argv)
-    print(format_table([(name, summarize(output_dir)) for name, output_dir in args.runs]))
+    rows = [(name, summarize(output_dir)) for name, output_dir in args.runs]
+    print(format_table(rows))
+    if args.mean:
+        print(format_mean(rows))
 
 
 if __name__ == '__main__':
