@@ -187,6 +187,16 @@ class SkeletonTransformer(SkeletonEncoder):
         return lambda name: param_layer_id(name, len(self.blocks) + 1)
 
 
+def weight_groups(keys):
+    """'decoder: 21 tensors, mask_token: 1 tensor': state-dict keys counted by group (every decoder* key is
+    'decoder', others by their first name component), in order of first appearance."""
+    counts = {}
+    for k in keys:
+        group = 'decoder' if k.startswith('decoder') else k.split('.')[0]
+        counts[group] = counts.get(group, 0) + 1
+    return ', '.join(f"{g}: {n} tensor{'s' if n > 1 else ''}" for g, n in counts.items())
+
+
 def load_pretrained(model, checkpoint):
     """Load a pre-training (or classification) checkpoint into a SkeletonTransformer.
 
@@ -204,7 +214,7 @@ def load_pretrained(model, checkpoint):
     for k in dropped:
         del state[k]
     if dropped:
-        print(f"load_pretrained: dropped from {name}: {', '.join(dropped)}")
+        print(f"load_pretrained: dropped from {name}: {weight_groups(dropped)}")
     if 'temp_embed' in state and state['temp_embed'].shape != own['temp_embed'].shape:
         old = state['temp_embed']
         new = F.interpolate(old.permute(0, 3, 1, 2), size=own['temp_embed'].shape[1:3], mode='bicubic',

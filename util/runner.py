@@ -104,7 +104,7 @@ def run(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None
     model.to(device)
     model_without_ddp = model
     n_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    print(f"Model {args.model}: {n_parameters / 1e6:.2f} M trainable parameters")
+    print(f"Model {args.model}: {n_parameters:,} trainable parameters ({n_parameters / 1e6:.2f} M)")
     optimizer = make_optimizer(model, args)
     if dist.get_world_size() > 1:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
