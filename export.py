@@ -12,7 +12,6 @@ model_transformer.load_exported(DIR) rebuilds the classifier from model.safetens
 """
 import argparse
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -20,19 +19,10 @@ from safetensors.torch import save_file
 
 from model_transformer import classifier_from_checkpoint
 from util.config import fail
+from util.misc import atomic_write
 
 INPUT_KEYS = ('p_interval', 'window_size', 'bone', 'vel')
 MAX_BATCH = 65536
-
-
-def replace_with(path, write):
-    """write(temporary path beside `path`), then rename it to `path`: never a half-written file."""
-    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def export_program(model, num_bodies=2):
@@ -53,11 +43,11 @@ def export(checkpoint, out_dir):
     config = {'model': settings['model'], 'model_args': settings['model_args'],
               'input': {k: v for k, v in settings.get('val_feeder_args', {}).items() if k in INPUT_KEYS}}
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    replace_with(out_dir / 'model.safetensors', lambda tmp: save_file(state, tmp))
-    replace_with(out_dir / 'config.json', lambda tmp: tmp.write_text(json.dumps(config, indent=2, default=str)))
+    atomic_write(out_dir / 'model.safetensors', lambda tmp: save_file(state, tmp))
+    atomic_write(out_dir / 'config.json', lambda tmp: tmp.write_text(json.dumps(config, indent=2, default=str)))
     with torch.no_grad():
         program = export_program(model)
-    replace_with(out_dir / 'model.pt2', lambda tmp: torch.export.save(program, tmp))
+    atomic_write(out_dir / 'model.pt2', lambda tmp: torch.export.save(program, tmp))
     return model
 
 

@@ -8,8 +8,8 @@ import torch
 
 import export
 from conftest import ROOT
-from model_transformer import add_probe_norm, load_exported, SkeletonTransformer
-from train_fixtures import TINY_ENCODER, TINY_WINDOW
+from model_transformer import load_exported
+from train_fixtures import TINY_WINDOW, write_classifier_checkpoint
 
 RUN_PT2 = """
 import sys, torch
@@ -20,26 +20,9 @@ torch.save({{'all': program.module()(x), 'one': program.module()(x[:1])}}, 'y.pt
 """
 
 
-def write_checkpoint(path, protocol):
-    """A checkpoint in the format of misc.save_model, with random head and norm statistics."""
-    torch.manual_seed(1)
-    model_args = {**TINY_ENCODER, 'num_classes': 60, 'protocol': protocol}
-    model = SkeletonTransformer(**model_args)
-    if protocol == 'linprobe':
-        add_probe_norm(model)
-    for name, buffer in model.named_buffers():
-        if 'running' in name:
-            buffer.copy_(torch.rand_like(buffer) + 0.5)
-    args = {'model': 'model_transformer.SkeletonTransformer', 'model_args': model_args,
-            'val_feeder_args': {'data_path': 'NTU60_XSub.npz', 'split': 'test', 'p_interval': [0.95],
-                                'window_size': TINY_WINDOW, 'bone': False, 'vel': False}}
-    torch.save({'model': model.state_dict(), 'optimizer': {}, 'epoch': 0, 'args': args}, path)
-    return model.eval()
-
-
 @pytest.mark.parametrize('protocol', ['linprobe', 'finetune'])
 def test_exported_models_give_the_checkpoint_logits(tmp_path, protocol):
-    reference = write_checkpoint(tmp_path / 'checkpoint.pth', protocol)
+    reference = write_classifier_checkpoint(tmp_path / 'checkpoint.pth', protocol)
     out = tmp_path / 'exported'
     export.main([str(tmp_path / 'checkpoint.pth'), '--out', str(out)])
     x = torch.randn(5, 3, TINY_WINDOW, 25, 2)
