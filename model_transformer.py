@@ -244,7 +244,7 @@ def load_exported(directory):
     """The classifier written by export.py into `directory` (config.json + model.safetensors), in eval mode.
 
     config.json holds {'model': 'model_transformer.SkeletonTransformer', 'model_args': {...}, 'input': the
-    test-time preprocessing, 'actions': class names}; the weights carry no optimiser state.
+    test-time feeder options (p_interval, window_size, bone, vel)}; the weights carry no optimiser state.
     """
     directory = Path(directory)
     config = json.loads((directory / 'config.json').read_text())
