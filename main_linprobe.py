@@ -9,14 +9,14 @@ import torch.nn as nn
 from timm.layers import trunc_normal_
 
 import engine_finetune
+from model_transformer import add_probe_norm
 from util import config, runner
 
 
 def prepare_model(model):
     """BatchNorm1d(affine=False, eps=1e-6) before the head's Linear, which alone is trained."""
-    fc = model.head.fc
-    trunc_normal_(fc.weight, std=0.01)
-    model.head.fc = nn.Sequential(nn.BatchNorm1d(fc.in_features, affine=False, eps=1e-6), fc)
+    trunc_normal_(model.head.fc.weight, std=0.01)
+    add_probe_norm(model)
     model.requires_grad_(False)
     model.head.requires_grad_(True)
 

@@ -4,9 +4,13 @@ A skeleton sequence x has the layout (N, C, T, V, M): N samples, C=3 coordinates
 Each body is encoded on its own, as one of N*M sequences of L = (T / t_patch_size) * (V / patch_size) tokens,
 one token per patch of t_patch_size frames x patch_size joints.
 """
+import json
+from pathlib import Path
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Block
 
@@ -187,6 +191,76 @@ class SkeletonTransformer(SkeletonEncoder):
         return lambda name: param_layer_id(name, len(self.blocks) + 1)
 
 
+def add_probe_norm(model):
+    """Put the linear probe's BatchNorm1d(affine=False, eps=1e-6) before the head's Linear (head.fc becomes
+    Sequential(norm, fc)), as main_linprobe.py trains it."""
+    fc = model.head.fc
+    model.head.fc = nn.Sequential(nn.BatchNorm1d(fc.in_features, affine=False, eps=1e-6), fc)
+    return model
+
+
+def has_probe_norm(state_dict):
+    """True for the weights of a linear probe trained with add_probe_norm."""
+    return 'head.fc.0.running_mean' in state_dict
+
+
+def build_classifier(model_args, state_dict):
+    """A SkeletonTransformer(**model_args) in eval mode holding `state_dict` (with the linear probe's norm when
+    the weights have it); raises RuntimeError on weights that do not fit."""
+    model = SkeletonTransformer(**model_args)
+    if has_probe_norm(state_dict):
+        add_probe_norm(model)
+    model.load_state_dict(state_dict)
+    return model.eval()
+
+
+def classifier_from_checkpoint(checkpoint):
+    """(classifier in eval mode, settings dict) of a linear-probe or fine-tune checkpoint of main_linprobe.py /
+    main_finetune.py, built from the settings it stores under 'args' (model, model_args, val_feeder_args).
+
+    Raises FileNotFoundError, or ValueError with one line for a file that is no such checkpoint (a
+    pre-training checkpoint, a bare state dict, weights that do not fit the stored model_args).
+    """
+    name = 'checkpoint' if isinstance(checkpoint, dict) else str(checkpoint)
+    not_ours = f"{name}: not a checkpoint of main_linprobe.py or main_finetune.py"
+    try:
+        checkpoint = load_checkpoint(checkpoint)
+    except ValueError:  # torch's own message runs over many lines
+        raise ValueError(f"{not_ours} (not a PyTorch checkpoint of tensors and settings)") from None
+    settings = checkpoint.get('args')
+    settings = vars(settings) if hasattr(settings, '__dict__') else settings
+    if not isinstance(settings, dict) or 'model_args' not in settings or 'model' not in checkpoint:
+        raise ValueError(f"{not_ours} (no 'model' weights with the run's settings under 'args')")
+    if not settings.get('model', '').endswith('SkeletonTransformer'):
+        raise ValueError(f"{name}: a pre-training checkpoint ({settings.get('model')}); use the checkpoint of a "
+                         f"linear probe or fine-tuning run (main_linprobe.py, main_finetune.py)")
+    try:
+        return build_classifier(settings['model_args'], checkpoint['model']), settings
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise ValueError(f"{name}: the weights do not fit the stored model_args ({str(e).splitlines()[0]})") from None
+
+
+def load_exported(directory):
+    """The classifier written by export.py into `directory` (config.json + model.safetensors), in eval mode.
+
+    config.json holds {'model': 'model_transformer.SkeletonTransformer', 'model_args': {...}, 'input': the
+    test-time feeder options (p_interval, window_size, bone, vel)}; the weights carry no optimiser state.
+    """
+    directory = Path(directory)
+    config = json.loads((directory / 'config.json').read_text())
+    return build_classifier(config['model_args'], load_file(directory / 'model.safetensors'))
+
+
+def weight_groups(keys):
+    """'decoder: 21 tensors, mask_token: 1 tensor': state-dict keys counted by group (every decoder* key is
+    'decoder', others by their first name component), in order of first appearance."""
+    counts = {}
+    for k in keys:
+        group = 'decoder' if k.startswith('decoder') else k.split('.')[0]
+        counts[group] = counts.get(group, 0) + 1
+    return ', '.join(f"{g}: {n} tensor{'s' if n > 1 else ''}" for g, n in counts.items())
+
+
 def load_pretrained(model, checkpoint):
     """Load a pre-training (or classification) checkpoint into a SkeletonTransformer.
 
@@ -204,7 +278,7 @@ def load_pretrained(model, checkpoint):
     for k in dropped:
         del state[k]
     if dropped:
-        print(f"load_pretrained: dropped from {name}: {', '.join(dropped)}")
+        print(f"load_pretrained: dropped from {name}: {weight_groups(dropped)}")
     if 'temp_embed' in state and state['temp_embed'].shape != own['temp_embed'].shape:
         old = state['temp_embed']
         new = F.interpolate(old.permute(0, 3, 1, 2), size=own['temp_embed'].shape[1:3], mode='bicubic',

@@ -107,19 +107,23 @@ def process_video(path):
     if not label_path.is_file():
         raise BadInput(path, None, f"no label file {label_path}")
     instances = read_labels(label_path)
-    skeleton = read_pku_skeleton(path)
-    kept, frames = [], []
-    for k, label, start, end in instances:
-        data = skeleton[start:end][:MAX_FRAMES].astype(np.float32)
-        if data.sum() == 0:
-            continue
-        kept.append((k, label, len(data)))
-        frames.append(data)
-    arrays = {"frames": np.concatenate(frames) if frames else np.zeros((0, FRAME_VALUES), np.float32),
+    kept = cut_instances(read_pku_skeleton(path), instances)
+    arrays = {"frames": np.concatenate([f for *_, f in kept]) if kept else np.zeros((0, FRAME_VALUES), np.float32),
               "lines": np.array([k for k, _, _ in kept], dtype=np.int64),
               "labels": np.array([label for _, label, _ in kept], dtype=np.int64),
-              "lengths": np.array([length for _, _, length in kept], dtype=np.int64)}
+              "lengths": np.array([len(f) for *_, f in kept], dtype=np.int64)}
     return arrays, {"instances": len(instances), "empty": len(instances) - len(kept)}
+
+
+def cut_instances(skeleton, instances):
+    """[(k, label, frames)] of the instances [(k, label, start, end)] of a video's (frames, 150) skeleton:
+    rows [start, end) cut to MAX_FRAMES, float32; instances with no data (all zero) are left out."""
+    kept = []
+    for k, label, start, end in instances:
+        data = skeleton[start:end][:MAX_FRAMES].astype(np.float32)
+        if data.sum() != 0:
+            kept.append((k, label, data))
+    return kept
 
 
 def write_benchmark(path, videos, train_videos, cache_dir):

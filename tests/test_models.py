@@ -285,7 +285,10 @@ def test_checkpoint_loads_into_mamp_and_classifier(tmp_path, capsys):
     classifier = SkeletonTransformer(**TINY, num_classes=5)
     result = load_pretrained(classifier, path)
     assert sorted(result.missing_keys) == ['head.fc.bias', 'head.fc.weight'] and not result.unexpected_keys
-    assert 'decoder_embed.weight' in capsys.readouterr().out
+    decoder = sum(k.startswith('decoder') for k in pretrained.state_dict())
+    out = capsys.readouterr().out
+    assert f"dropped from {path}: mask_token: 1 tensor, decoder: {decoder} tensors\n" in out
+    assert 'decoder_embed.weight' not in out and 'interpolated' not in out
     own = classifier.state_dict()
     for n, p in pretrained.state_dict().items():
         if not n.startswith('decoder') and n != 'mask_token':

@@ -13,6 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import main_pretrain
 from conftest import ROOT
+from model_transformer import SkeletonTransformer, add_probe_norm
 from util import config
 
 FRAMES, CLASSES = 300, 60
@@ -112,3 +113,22 @@ def pretrain_in_process(work, out, *flags):
             '--save_every', '1', '--print_freq', '1', *map(str, flags)]
     with one_thread():
         return main_pretrain.main(config.parse_args('pretrain', argv))
+
+
+def write_classifier_checkpoint(path, protocol, data_path='NTU60_XSub.npz', num_classes=60, **feeder):
+    """A tiny classifier's checkpoint in the format of misc.save_model (the settings a run stores under 'args'),
+    with random norm statistics and test feeder options `feeder` (e.g. bone=True); returns the model in eval mode."""
+    torch.manual_seed(1)
+    model_args = {**TINY_ENCODER, 'num_classes': num_classes, 'protocol': protocol}
+    model = SkeletonTransformer(**model_args)
+    if protocol == 'linprobe':
+        add_probe_norm(model)
+    for name, buffer in model.named_buffers():
+        if 'running' in name:
+            buffer.copy_(torch.rand_like(buffer) + 0.5)
+    val_feeder_args = {'data_path': str(data_path), 'split': 'test', 'p_interval': [0.95], 'window_size': TINY_WINDOW,
+                       'bone': False, 'vel': False, **feeder}
+    args = {'model': 'model_transformer.SkeletonTransformer', 'model_args': model_args,
+            'feeder': 'feeder.feeder_ntu.Feeder', 'val_feeder_args': val_feeder_args}
+    torch.save({'model': model.state_dict(), 'optimizer': {}, 'epoch': 0, 'args': args}, path)
+    return model.eval()

@@ -84,6 +84,9 @@ def get_args_parser(protocol):
                        help='only evaluate the --resume checkpoint on the test set')
         g.add_argument('--dist_eval', action=bool_flag, default=False,
                        help='evaluate a shard of the test set per process (exact: no sample counted twice)')
+        g.add_argument('--save_scores', action=bool_flag, default=False,
+                       help='write output_dir/scores.npz (name, logits and label of every test sample) after '
+                            '--eval and after the last epoch, for ensemble.py')
     return parser
 
 

@@ -85,6 +85,17 @@ def atomic_copy(src, dst):
     os.replace(tmp, dst)
 
 
+def atomic_write(path, write):
+    """write(temporary path beside `path`), then rename it to `path`: `path` is never half written."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def save_model(args, epoch, model_without_ddp, optimizer, loss_scaler, **extra):
     """Write checkpoint-<epoch>.pth (at epochs 0, save_every, 2 * save_every, ... and at the last epoch: the
     published layout, e.g. 0, 20, ..., 380, 399), then checkpoint-last.pth

@@ -14,7 +14,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 
-from util import config, data, dist, malloc, misc
+from engine_finetune import predict
+from util import config, data, dist, malloc, misc, scores
 
 
 def setup(args):
@@ -102,6 +103,16 @@ def trim_log(args):
     tmp.replace(path)
 
 
+def save_scores(args, loader_val, model, device):
+    """--save_scores: output_dir/scores.npz with the name, logits and label of every test sample (rank 0)."""
+    logits, labels = predict(loader_val, model, device, args)
+    if dist.is_main_process():
+        path = Path(args.output_dir) / 'scores.npz'
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scores.save_scores(path, loader_val.dataset.sample_name, logits.numpy(), labels.numpy())
+        print(f"Scores of the {len(labels)} test samples written to {path}")
+
+
 def run(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None):
     """Train (or with --eval only evaluate) as configured by `args`; returns the last stats.
 
@@ -122,7 +133,7 @@ def run(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None
     model.to(device)
     model_without_ddp = model
     n_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    print(f"Model {args.model}: {n_parameters / 1e6:.2f} M trainable parameters")
+    print(f"Model {args.model}: {n_parameters:,} trainable parameters ({n_parameters / 1e6:.2f} M)")
     optimizer = make_optimizer(model, args)
     if dist.get_world_size() > 1:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
@@ -140,6 +151,8 @@ def run(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None
         print(f"Accuracy of the network on the {test_stats['num_samples']} test samples: "
               f"top-1 {test_stats['acc1']:.2f}%, top-5 {test_stats['acc5']:.2f}%")
         print(json.dumps({f'test_{k}': v for k, v in test_stats.items()}))
+        if args.save_scores:
+            save_scores(args, loader_val, model_eval, device)
         dist.cleanup()
         return test_stats
 
@@ -170,6 +183,8 @@ def run(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None
             log_writer.flush()
         misc.log_stats(args, stats)
         misc.save_model(args, epoch, model_without_ddp, optimizer, loss_scaler, **best)
+    if getattr(args, 'save_scores', False) and args.start_epoch < args.epochs:
+        save_scores(args, loader_val, model_eval, device)
     if log_writer is not None:
         log_writer.close()
     print(f"Training time {time.strftime('%H:%M:%S', time.gmtime(time.time() - start_time))}")

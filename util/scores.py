@@ -1,0 +1,41 @@
+"""Per-sample score files: `scores.npz` with `names` (N,) str, `logits` (N, C) float32, `labels` (N,) int64.
+
+Written by --save_scores (the test split after evaluation) and by predict.py; fused by ensemble.py, which
+matches the rows of several files by sample name, never by position.
+"""
+import numpy as np
+
+from data.pipeline import save_npz_atomic
+from util.config import fail
+
+KEYS = ('names', 'logits', 'labels')
+
+
+def save_scores(path, names, logits, labels):
+    """Write a score file (temporary name, then rename): one row per sample, names unique."""
+    save_npz_atomic(path, {'names': np.asarray(names, dtype=str), 'logits': np.asarray(logits, np.float32),
+                           'labels': np.asarray(labels, np.int64)})
+
+
+def load_scores(path):
+    """(names list, logits (N, C) float32, labels (N,) int64) of a score file; one line and exit otherwise."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in KEYS if k not in z.files]
+            if missing:
+                fail(f"{path}: no {', '.join(missing)} (a score file holds {', '.join(KEYS)}: write one with "
+                     f"--save_scores)")
+            names, logits, labels = [str(n) for n in z['names']], z['logits'].astype(np.float32), z['labels']
+    except (OSError, ValueError) as e:
+        fail(f"{path}: not a score file ({e})")
+    if logits.ndim != 2 or len(logits) != len(names) or labels.shape != (len(names),):
+        fail(f"{path}: {len(names)} names, logits {logits.shape} and labels {labels.shape} do not match")
+    if len(set(names)) != len(names):
+        fail(f"{path}: sample {next(n for i, n in enumerate(names) if n in names[:i])} appears twice")
+    return names, logits, labels.astype(np.int64)
+
+
+def topk_accuracy(logits, labels, k):
+    """Share (%) of rows whose label is among the k largest logits: (N, C), (N,) -> float."""
+    top = np.argsort(-logits, axis=1, kind='stable')[:, :k]
+    return 100.0 * float(np.mean((top == labels[:, None]).any(axis=1)))
