@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The first check on a GPU machine, about 8 minutes on one GPU: the environment, the benchmark at the
+# The first check on a GPU machine, sized to finish within 8 minutes on one GPU: the environment, the benchmark at the
 # published pre-training batch (ours against the published step, torch.compile, bf16 and fp16), the
 # official model vectors of ../shared/vectors under fp32, bf16 and fp16 autocast (largest differences), a
 # demo-size MAMP pre-training and linear probe on CUDA, and with 2 visible GPUs the same under torchrun

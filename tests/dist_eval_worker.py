@@ -17,10 +17,10 @@ from torch.utils.data import DataLoader, TensorDataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import engine_finetune  # noqa: E402
 from model_transformer import SkeletonTransformer  # noqa: E402
+from train_fixtures import TINY_ENCODER  # noqa: E402
 from util import dist  # noqa: E402
 from util.data import ShardSampler  # noqa: E402
 
-TINY_ENCODER = {'dim_feat': 32, 'depth': 1, 'num_heads': 2, 'num_frames': 24}
 NUM_TEST, CLASSES = 11, 4
 
 
