@@ -100,7 +100,7 @@ for name in ('classifier_linprobe.pt', 'classifier_finetune.pt', 'mamp_motion.pt
     for precision, dtype in (('fp32', None), ('bf16', torch.bfloat16), ('fp16', torch.float16)):
         with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             if classifier:
-                output, loss_diff = model(x).float().cpu(), float('nan')
+                output, loss_diff = model(x).float().cpu(), None
                 diff = (output - vec['logits']).abs().max().item()
             else:
                 torch.manual_seed(vec['rng_seed'])
@@ -110,7 +110,7 @@ for name in ('classifier_linprobe.pt', 'classifier_finetune.pt', 'mamp_motion.pt
                 diff = (pred.float().cpu() - vec['pred']).abs().max().item()
                 loss_diff = abs(loss.item() - vec['loss'].item())
         worst[precision] = max(worst.get(precision, 0), diff)
-        print(f"{name:<24} {precision:<9} {diff:>18.2e} {loss_diff:>12.2e}")
+        print(f"{name:<24} {precision:<9} {diff:>18.2e} {'-' if loss_diff is None else f'{loss_diff:.2e}':>12}")
 Path(result).write_text('largest output difference ' + ', '.join(f"{p} {d:.1e}" for p, d in worst.items()) + '\n')
 EOF
 }
