@@ -679,6 +679,7 @@ def main(args):
         if args.published and section in ('pretrain', 'finetune') and precision == 'fp32' and not compiled:
             ours = rows[-1]
             probe.measure(calls=3, budget=2)
+            memory.reset()  # give our row's cached (GPU) memory back before the other process starts
             with multiprocessing.get_context('spawn').Pool(1) as pool:  # a fresh process: glibc's default malloc
                 add(pool.apply(published_row, (torch.get_num_threads(), section, size, args.batch, device, precision,
                                                False, False, args.warmup, args.steps, memory, depth)))

@@ -20,8 +20,11 @@ def evaluate(data_loader, model, device, args):
     """Cross-entropy and top-1 / top-5 accuracy (%) over every test sample exactly once.
 
     With --dist_eval each rank holds a disjoint shard and the sums of losses, hits and samples are added
-    over ranks; the only host read-back is at the end.
+    over ranks; the only host read-back is at the end. Every rank first takes rank 0's buffers (BatchNorm
+    statistics), so that the shards are evaluated by one model, the one rank 0 saves.
     """
+    if args.dist_eval:
+        dist.broadcast_buffers(model)
     model.eval()
     totals = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, top-1 hits, top-5 hits, samples
     for samples, targets, _ in engine.progress(data_loader, 'Test', leave=False):
@@ -32,7 +35,7 @@ def evaluate(data_loader, model, device, args):
         logits = logits.float()
         hits = logits.topk(min(5, logits.shape[1]), dim=1).indices.eq(targets[:, None])
         totals += torch.stack([F.cross_entropy(logits, targets, reduction='sum'), hits[:, 0].sum(),
-                               hits.any(dim=1).sum(), torch.tensor(len(targets), device=device)]).double()
+                               hits.any(dim=1).sum(), targets.new_full((), len(targets))]).double()
     if args.dist_eval:
         dist.all_reduce_sum(totals)
     loss, top1, top5, count = totals.tolist()

@@ -116,7 +116,10 @@ def _lerp(x0, x1, w0, w1):
     return torch.addcmul(x1 * w1, x0, w0)
 
 
-_PARENTS = torch.tensor(PARENTS)
+@functools.lru_cache(maxsize=None)
+def _parents(device):
+    """The parent of each joint as an index tensor on `device`, copied there once."""
+    return torch.tensor(PARENTS, device=device)
 
 
 def rotation_rows(cos, sin):
@@ -151,7 +154,7 @@ def random_angles(n, theta=0.3, device=None, generator=None):
 
 def to_bone(x):
     """Joint minus its parent (the NTU bone pairs) on x (..., T, V, M); the root's bone is 0."""
-    return x - x.index_select(-2, _PARENTS.to(x.device))
+    return x - x.index_select(-2, _parents(x.device))
 
 
 def to_velocity(x):

@@ -5,6 +5,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from util.config import fail
+
 
 def is_dist_avail_and_initialized():
     return dist.is_available() and dist.is_initialized()
@@ -20,6 +22,18 @@ def get_rank():
 
 def is_main_process():
     return get_rank() == 0
+
+
+def process_device(device):
+    """The device this process computes on: cuda:LOCAL_RANK under torchrun, else `device` itself (cuda -> cuda:0).
+
+    A plain `python` run with --device cuda:1 stays on GPU 1; CPU devices are returned unchanged.
+    """
+    if device.type != 'cuda':
+        return device
+    if 'RANK' in os.environ and 'WORLD_SIZE' in os.environ:
+        return torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)))
+    return torch.device('cuda', device.index or 0)
 
 
 def setup_for_distributed(is_master):
@@ -66,6 +80,39 @@ def all_gather_objects(obj):
     gathered = [None] * get_world_size()
     dist.all_gather_object(gathered, obj)
     return gathered
+
+
+def broadcast_buffers(module):
+    """Copy rank 0's buffers (e.g. BatchNorm running statistics) to every rank, in place.
+
+    DDP copies them only before a training forward, so after the last step of an epoch each rank holds the
+    statistics of its own last batch; evaluating on shards must use rank 0's (the saved) model everywhere.
+    """
+    if is_dist_avail_and_initialized():
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
+def check_same_resume(found, start_epoch, start_step, device):
+    """Stop every rank with one line unless all ranks resume from the same point.
+
+    (found, start_epoch, start_step): whether a checkpoint was loaded and the position it continues from.
+    Every rank takes part in the one all_gather before any of them stops, so none is left waiting. Nodes
+    without a shared --output_dir would otherwise resume on rank 0 and start afresh elsewhere, diverge
+    silently and hang later.
+    """
+    if not is_dist_avail_and_initialized():
+        return
+    mine = torch.tensor([int(found), start_epoch, start_step], dtype=torch.int64, device=device)
+    every = [torch.zeros_like(mine) for _ in range(get_world_size())]
+    dist.all_gather(every, mine)
+    positions = [tuple(t.tolist()) for t in every]
+    if len(set(positions)) > 1:
+        ranks = ', '.join(f"rank {r}: " + (f"epoch {e} step {s}" if f else "no checkpoint")
+                          for r, (f, e, s) in enumerate(positions))
+        cleanup()
+        fail(f"the processes would resume from different points ({ranks}): give every node the same "
+             f"--output_dir on a shared file system, or the same --resume checkpoint")
 
 
 def cleanup():

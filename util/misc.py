@@ -67,6 +67,10 @@ class LossScaler:
         return self._scaler.state_dict()
 
     def load_state_dict(self, state_dict):
+        """The saved scale; a checkpoint saved without fp16 has none, and an fp16 run then starts a fresh one."""
+        if not state_dict and self._scaler.is_enabled():
+            print("Note: the checkpoint has no fp16 loss scale (saved without --amp fp16); starting a fresh one")
+            return
         self._scaler.load_state_dict(state_dict)
 
 

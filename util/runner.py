@@ -23,13 +23,17 @@ def setup(args):
 
     Derived: lr = blr * effective batch / 256 when no lr is given, num_workers (0 on CPU, up to 8 per
     process on CUDA), pin_mem (on CUDA), log_dir (output_dir). The resolved config is written to
-    output_dir/config.yaml, except with --eval. On CPU, freed memory is kept in the heap for reuse.
+    output_dir/config.yaml, except with --eval. On CPU, freed memory is kept in the heap for reuse. On CUDA
+    the process uses cuda:LOCAL_RANK under torchrun (else the --device given), and float32 matmuls stay in
+    full float32: TF32 (Ampere and later) would change the numbers of the published fp32 runs, and --amp
+    bf16 is the faster choice anyway.
     """
-    device = misc.resolve_device(args.device)
-    local_rank = dist.init_distributed_mode(device.type)
+    device = dist.process_device(misc.resolve_device(args.device))
+    dist.init_distributed_mode(device.type)
     if device.type == 'cuda':
-        device = torch.device('cuda', local_rank)
+        torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision('highest')  # no TF32: fp32 runs are the published arithmetic
     else:
         malloc.keep_freed_memory()  # reuse freed activations instead of page-faulting them in on every step
     world = dist.get_world_size()
@@ -144,6 +148,7 @@ def run(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None
         model, model_eval = torch.compile(model), torch.compile(model_without_ddp)
     loss_scaler = misc.LossScaler(args, device)
     checkpoint = misc.load_model(args, model_without_ddp, optimizer, loss_scaler) or {}
+    dist.check_same_resume(bool(checkpoint), args.start_epoch, getattr(args, 'start_step', 0), device)
     best = {'best_acc1': checkpoint.get('best_acc1', 0.), 'best_epoch': checkpoint.get('best_epoch', -1)}
 
     if misc.eval_only(args):
