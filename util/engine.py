@@ -26,6 +26,16 @@ def progress(iterable, desc, **kwargs):
                 mininterval=1 if sys.stderr.isatty() else 30, **kwargs)
 
 
+def rank_sums(epoch_loss, window_loss, window_steps):
+    """[(epoch_loss, window_loss, window_steps)] of every rank, in rank order (collective): the loss sums of a
+    partial epoch, each rank's own (float32 sums, exact in float64)."""
+    sums = torch.zeros(dist.get_world_size(), 3, dtype=torch.float64, device=epoch_loss.device)
+    sums[dist.get_rank()] = torch.stack([epoch_loss.double(), window_loss.double(),
+                                         torch.tensor(float(window_steps), dtype=torch.float64,
+                                                      device=epoch_loss.device)])
+    return [(e, w, int(n)) for e, w, n in dist.all_reduce_sum(sums).tolist()]
+
+
 def train_one_epoch(model, compute_loss, data_loader, optimizer, device, epoch, loss_scaler, args,
                     log_writer=None, augment=None, position=None):
     """One epoch of optimiser steps; `compute_loss(samples, targets)` returns the scalar loss of a batch.
@@ -40,16 +50,15 @@ def train_one_epoch(model, compute_loss, data_loader, optimizer, device, epoch, 
     checkpoint. `position` (from a preempted run's checkpoint) continues the epoch at position['step'] (the
     loader, via its sampler, skips the steps done) with the loss sums of the steps before it. When a
     preemption signal is seen after an optimiser update, the epoch stops there and the returned stats hold
-    'position' instead: the next step and the loss sums, for the checkpoint.
+    'position' instead: the next step and every rank's loss sums, for the checkpoint.
     """
     set_train_mode(model)
     params = [p for group in optimizer.param_groups for p in group['params']]
-    position = position or {'step': 0, 'epoch_loss': 0., 'window_loss': 0., 'window_steps': 0}
-    first, accum_iter, rank = position['step'], args.accum_iter, dist.get_rank()
+    first, accum_iter, rank = (position or {}).get('step', 0), args.accum_iter, dist.get_rank()
     steps = first + len(data_loader)
-    window_loss = torch.tensor(position['window_loss'], device=device)
-    epoch_loss = torch.tensor(position['epoch_loss'], device=device)
-    window_steps, lr = position['window_steps'], 0.
+    epoch_loss, window_loss, window_steps = position['sums'][rank] if position else (0., 0., 0)
+    epoch_loss, window_loss = torch.tensor(epoch_loss, device=device), torch.tensor(window_loss, device=device)
+    lr = 0.
     optimizer.zero_grad(set_to_none=True)
     start = time.time()
     bar = progress(data_loader, f'Epoch {epoch}', initial=first, total=steps)
@@ -86,8 +95,7 @@ def train_one_epoch(model, compute_loss, data_loader, optimizer, device, epoch, 
                 log_writer.add_scalar('train/lr', lr, epoch_1000x)
         if update and step + 1 < steps and preemption.requested():
             bar.close()
-            return {'position': {'step': step + 1, 'epoch_loss': epoch_loss.item(),
-                                 'window_loss': window_loss.item(), 'window_steps': window_steps}}
+            return {'position': {'step': step + 1, 'sums': rank_sums(epoch_loss, window_loss, window_steps)}}
     totals = dist.all_reduce_sum(torch.stack([epoch_loss.double(), torch.tensor(float(steps), device=device,
                                                                                 dtype=torch.float64)]))
     elapsed = time.time() - start

@@ -230,7 +230,11 @@ def load_model(args, model_without_ddp, optimizer, loss_scaler):
         if 'scaler' in checkpoint:
             loss_scaler.load_state_dict(checkpoint['scaler'])
         args.start_epoch = checkpoint['epoch'] + 1
-        args.start_step = checkpoint.get('position', {}).get('step', 0)
+        position = checkpoint.get('position', {'step': 0, 'sums': [None] * dist.get_world_size()})
+        if len(position['sums']) != dist.get_world_size():
+            fail(f"--resume {path}: stopped inside epoch {args.start_epoch} with {len(position['sums'])} "
+                 f"process(es); continue it with as many (now {dist.get_world_size()})")
+        args.start_step = position['step']
         print(f"With optimizer and scaler state; continuing at epoch {args.start_epoch} step {args.start_step}")
     return checkpoint
 
