@@ -65,10 +65,11 @@ class Rows:
 def write_npz(path, arrays):
     """Write {key: ndarray or Rows} as an uncompressed .npz readable by np.load.
 
-    Written to `<path>.tmp` then renamed, so `path` is either absent or complete.
+    Written to `<path>.tmp<pid>` then renamed, so `path` is either absent or complete, also when two
+    processes write it at once.
     """
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     try:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
             for key, value in arrays.items():
