@@ -81,7 +81,8 @@ def parse_skeleton(data, path="<bytes>"):
         values = tokens.floats(value_tokens)
     except NotANumber as e:
         raise BadInput(path, tokens.line_of(e.index) + 1, f"{e.text!r} is not a number") from None
-    values = values.astype(np.float32)
+    with np.errstate(over="ignore"):  # beyond float32 becomes inf, reported below
+        values = values.astype(np.float32)
     finite = np.isfinite(values)
     if not finite.all():  # nan, inf, or beyond float32: one such joint would spread through centring
         token = value_tokens[tuple(np.argwhere(~finite)[0])]
