@@ -32,11 +32,16 @@ class BadInput(DataError):
 
 
 def run_command(main):
-    """Run `main()`; a DataError becomes `error: <message>` on stderr and exit status 1."""
+    """Run `main()`; a DataError, or a file that cannot be read or written (a read-only or full --out-dir),
+    becomes `error: <message>` on stderr and exit status 1."""
     try:
         main()
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as e:
+        print(f"error: {e.filename or ''}: {e.strerror or e} (check the path, its permissions and the free space)",
+              file=sys.stderr)
         sys.exit(1)
 
 

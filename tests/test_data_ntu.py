@@ -392,3 +392,13 @@ def test_bench_prints_rate_and_projection(tmp_path):
         minutes = float(line.split("NTU-60 ")[1].split(" min")[0])
         assert line.startswith(f"workers {workers}:") and rate > 0
         assert minutes == pytest.approx(56_880 / rate / 60, rel=0.01, abs=0.06)
+
+
+def test_unwritable_out_dir_is_one_line(tmp_path):
+    raw = write_dataset(tmp_path / "raw")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = run("--dataset", "ntu60", "--raw-dir", raw, "--out-dir", blocker / "out", "--workers", "1")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith(f"error: {blocker / 'out'}")
+    assert blocker.read_text() == "not a folder"
