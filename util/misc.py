@@ -212,7 +212,7 @@ def load_model(args, model_without_ddp, optimizer, loss_scaler):
         except (FileNotFoundError, ValueError) as e:
             if not args.auto_resume or args.resume:
                 fail(f"--resume: {e}")
-            print(f"Skipping unreadable checkpoint: {e}", force=True)
+            print(f"Skipping unreadable checkpoint: {e}")
     else:
         if resume_candidates(args):
             fail(f"--auto_resume: no readable checkpoint in {args.output_dir}; move the damaged ones away to "
@@ -232,11 +232,11 @@ def load_model(args, model_without_ddp, optimizer, loss_scaler):
         if 'scaler' in checkpoint:
             loss_scaler.load_state_dict(checkpoint['scaler'])
         args.start_epoch = checkpoint['epoch'] + 1
-        position = checkpoint.get('position', {'step': 0, 'sums': [None] * dist.get_world_size()})
-        if len(position['sums']) != dist.get_world_size():
+        position = checkpoint.get('position')
+        if position is not None and len(position['sums']) != dist.get_world_size():
             fail(f"--resume {path}: stopped inside epoch {args.start_epoch} with {len(position['sums'])} "
                  f"process(es); continue it with as many (now {dist.get_world_size()})")
-        args.start_step = position['step']
+        args.start_step = position['step'] if position is not None else 0
         print(f"With optimizer and scaler state; continuing at epoch {args.start_epoch} step {args.start_step}")
     return checkpoint
 
