@@ -18,7 +18,7 @@ from util import dist
 PREEMPTED_EXIT = 3  # exit status of a run stopped by the signal (scripts/slurm.sh requeues the job)
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
-_state = {'signal': None, 'group': None}
+_state = {'signal': None, 'group': None, 'previous': {}}
 
 
 def _handler(signum, frame):
@@ -31,7 +31,7 @@ def install():
     """Catch the preemption signals (and, with several ranks, make the CPU group of the vote; collective)."""
     _state['signal'] = None
     for signum in SIGNALS:
-        signal.signal(signum, _handler)
+        _state['previous'].setdefault(signum, signal.signal(signum, _handler))
     if dist.is_dist_avail_and_initialized() and _state['group'] is None:
         gloo = torch.distributed.get_backend() == 'gloo'
         _state['group'] = torch.distributed.group.WORLD if gloo else torch.distributed.new_group(backend='gloo')
@@ -49,3 +49,10 @@ def barrier():
     """Wait for every rank (after rank 0 wrote the checkpoint), on the CPU group."""
     if dist.is_dist_avail_and_initialized():
         torch.distributed.barrier(group=_state['group'])
+
+
+def restore():
+    """Give the signals back to the handlers they had before install() (at the end of a run)."""
+    for signum, handler in _state['previous'].items():
+        signal.signal(signum, handler)
+    _state['previous'] = {}

@@ -172,6 +172,7 @@ def run(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None
         misc.save_model(args, epoch, model_without_ddp, optimizer, loss_scaler, **best)
         if epoch + 1 < args.epochs and preemption.requested():
             stop_preempted(args, log_writer, f"the end of epoch {epoch}")
+    preemption.restore()
     if log_writer is not None:
         log_writer.close()
     print(f"Training time {time.strftime('%H:%M:%S', time.gmtime(time.time() - start_time))}")
