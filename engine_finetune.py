@@ -6,13 +6,13 @@ from util import dist, engine, misc
 
 
 def train_one_epoch(model, criterion, data_loader, optimizer, device, epoch, loss_scaler, args, log_writer=None,
-                    augment=None):
+                    augment=None, position=None):
     """One epoch of `criterion(model(samples), labels)` over (samples (N, 3, T, 25, 2), labels, index) batches."""
     def compute_loss(samples, targets):
         return criterion(model(samples), targets)
 
     return engine.train_one_epoch(model, compute_loss, data_loader, optimizer, device, epoch, loss_scaler, args,
-                                  log_writer, augment)
+                                  log_writer, augment, position)
 
 
 @torch.no_grad()

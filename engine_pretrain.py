@@ -3,7 +3,7 @@ from util import engine
 
 
 def train_one_epoch(model, data_loader, optimizer, device, epoch, loss_scaler, args, log_writer=None,
-                    augment=None):
+                    augment=None, position=None):
     """One epoch over (samples (N, 3, T, 25, 2), labels, index) batches; the labels are not used."""
     def compute_loss(samples, targets):
         loss, _, _ = model(samples, mask_ratio=args.mask_ratio, motion_stride=args.motion_stride,
@@ -11,4 +11,4 @@ def train_one_epoch(model, data_loader, optimizer, device, epoch, loss_scaler, a
         return loss
 
     return engine.train_one_epoch(model, compute_loss, data_loader, optimizer, device, epoch, loss_scaler, args,
-                                  log_writer, augment)
+                                  log_writer, augment, position)

@@ -101,13 +101,13 @@ def pku_samples(files, label_file, start, end):
     for path in files:
         skeleton = pku.read_pku_skeleton(path)
         if start is not None:
-            instances = [(f"{start}-{end}", -1, start, end)]
+            instances, source = [(f"{start}-{end}", -1, start, end, None)], '--start/--end'
         else:
             labels_path = Path(label_file) if label_file else path.parent.parent / 'label' / path.name
             if not labels_path.is_file():
                 fail(f"{path}: no label file {labels_path}: give --labels FILE, or --start and --end")
-            instances = pku.read_labels(labels_path)
-        kept = pku.cut_instances(skeleton, instances)
+            instances, source = pku.read_labels(labels_path), labels_path
+        kept, _ = pku.cut_instances(skeleton, instances, source, path.name)
         if not kept:
             print(f"{path}: no instance with data, skipped")
         for k, label, frames in kept:

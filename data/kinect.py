@@ -76,11 +76,17 @@ def parse_skeleton(data, path="<bytes>"):
 
     body_lines = np.array(body_lines, dtype=np.intp)
     joint_lines = body_lines[:, None] + 2 + np.arange(NUM_JOINTS)
+    value_tokens = tokens.first[joint_lines][:, :, None] + _KEPT_COLUMNS  # (occurrences, 25, 5)
     try:
-        values = tokens.floats(tokens.first[joint_lines][:, :, None] + _KEPT_COLUMNS)  # (occurrences, 25, 5)
+        values = tokens.floats(value_tokens)
     except NotANumber as e:
         raise BadInput(path, tokens.line_of(e.index) + 1, f"{e.text!r} is not a number") from None
-    values = values.astype(np.float32)
+    with np.errstate(over="ignore"):  # beyond float32 becomes inf, reported below
+        values = values.astype(np.float32)
+    finite = np.isfinite(values)
+    if not finite.all():  # nan, inf, or beyond float32: one such joint would spread through centring
+        token = value_tokens[tuple(np.argwhere(~finite)[0])]
+        raise BadInput(path, tokens.line_of(token) + 1, f"{tokens.text(token)!r} is not a finite coordinate")
     id_token = tokens.first[body_lines]
     occurrences = {}
     for i, (start, end) in enumerate(zip(tokens.start[id_token].tolist(), tokens.end[id_token].tolist())):

@@ -32,11 +32,16 @@ class BadInput(DataError):
 
 
 def run_command(main):
-    """Run `main()`; a DataError becomes `error: <message>` on stderr and exit status 1."""
+    """Run `main()`; a DataError, or a file that cannot be read or written (a read-only or full --out-dir),
+    becomes `error: <message>` on stderr and exit status 1."""
     try:
         main()
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as e:
+        print(f"error: {e.filename or ''}: {e.strerror or e} (check the path, its permissions and the free space)",
+              file=sys.stderr)
         sys.exit(1)
 
 
@@ -65,10 +70,11 @@ class Rows:
 def write_npz(path, arrays):
     """Write {key: ndarray or Rows} as an uncompressed .npz readable by np.load.
 
-    Written to `<path>.tmp` then renamed, so `path` is either absent or complete.
+    Written to `<path>.tmp<pid>` then renamed, so `path` is either absent or complete, also when two
+    processes write it at once.
     """
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     try:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
             for key, value in arrays.items():

@@ -36,7 +36,7 @@ from data.text_numbers import NotANumber, TextTokens
 NUM_CLASSES = 51
 FRAME_VALUES = 150  # 2 bodies x 25 joints x 3
 MAX_FRAMES = 300
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 BENCHMARKS = {"XSub": "subject", "XView": "view"}
 
 
@@ -55,7 +55,7 @@ def read_pku_skeleton(path):
 
 
 def read_labels(path):
-    """[(line index k, 0-based label, start, end)] of a label file `label,start,end,confidence`."""
+    """[(line index k, 0-based label, start, end, line number)] of a label file `label,start,end,confidence`."""
     instances = []
     with open(path, encoding="utf-8", errors="replace") as f:
         for number, line in enumerate(f, 1):
@@ -73,7 +73,7 @@ def read_labels(path):
             if not 1 <= label <= NUM_CLASSES or start < 0 or end < 0:
                 raise BadInput(path, number, f"expected a label in 1..{NUM_CLASSES} and non-negative frames, "
                                              f"found {line.strip()!r}")
-            instances.append((len(instances), label - 1, start, end))
+            instances.append((len(instances), label - 1, start, end, number))
     return instances
 
 
@@ -100,30 +100,41 @@ def read_split(path):
 def process_video(path):
     """All instances of one video: ({'frames', 'lengths', 'labels', 'lines'}, stats).
 
-    frames: the kept instances' frames one after another, (sum of lengths, 150) float32.
+    frames: the kept instances' frames one after another, (sum of lengths, 150) float32. A label line whose
+    end is not after its start, or that starts past the video, is an error; one that ends past the video is
+    kept shortened, as the published pipeline does; its line number goes to arrays['past_end'].
     """
     path = Path(path)
     label_path = path.parent.parent / "label" / path.name
     if not label_path.is_file():
         raise BadInput(path, None, f"no label file {label_path}")
     instances = read_labels(label_path)
-    kept = cut_instances(read_pku_skeleton(path), instances)
+    kept, past_end = cut_instances(read_pku_skeleton(path), instances, label_path, path.name)
     arrays = {"frames": np.concatenate([f for *_, f in kept]) if kept else np.zeros((0, FRAME_VALUES), np.float32),
               "lines": np.array([k for k, _, _ in kept], dtype=np.int64),
               "labels": np.array([label for _, label, _ in kept], dtype=np.int64),
-              "lengths": np.array([len(f) for *_, f in kept], dtype=np.int64)}
-    return arrays, {"instances": len(instances), "empty": len(instances) - len(kept)}
+              "lengths": np.array([len(f) for *_, f in kept], dtype=np.int64),
+              "past_end": np.array(past_end, dtype=np.int64)}
+    return arrays, {"instances": len(instances), "empty": len(instances) - len(kept), "past_end": len(past_end)}
 
 
-def cut_instances(skeleton, instances):
-    """[(k, label, frames)] of the instances [(k, label, start, end)] of a video's (frames, 150) skeleton:
-    rows [start, end) cut to MAX_FRAMES, float32; instances with no data (all zero) are left out."""
-    kept = []
-    for k, label, start, end in instances:
+def cut_instances(skeleton, instances, source, video):
+    """([(k, label, frames)], [line numbers of the instances ending past the video]) of the instances
+    [(k, label, start, end, line number)] of a video's (frames, 150) skeleton: rows [start, end) cut to
+    MAX_FRAMES, float32; instances with no data (all zero) are left out. An instance whose end is not after
+    its start, or that starts past the video, is a BadInput naming `source` (its label file) and the line.
+    """
+    kept, past_end = [], []
+    for k, label, start, end, number in instances:
+        if end <= start or start >= len(skeleton):
+            raise BadInput(source, number, f"frames {start} to {end} are not within the {len(skeleton)} frames "
+                                           f"of {video}: fix or delete the line")
+        if end > len(skeleton):
+            past_end.append(number)
         data = skeleton[start:end][:MAX_FRAMES].astype(np.float32)
         if data.sum() != 0:
             kept.append((k, label, data))
-    return kept
+    return kept, past_end
 
 
 def write_benchmark(path, videos, train_videos, cache_dir):
@@ -168,7 +179,8 @@ def main(argv=None):
     raw_dir, out_dir = Path(args.raw_dir), Path(args.out_dir)
     outputs = {bench: out_dir / f"PKUv{args.phase}_{bench}.npz" for bench in BENCHMARKS}
     check_outputs(outputs.values(), args.overwrite)
-    splits = {bench: read_split(find_split_file(raw_dir, kind, args.phase)) for bench, kind in BENCHMARKS.items()}
+    split_files = {bench: find_split_file(raw_dir, kind, args.phase) for bench, kind in BENCHMARKS.items()}
+    splits = {bench: read_split(path) for bench, path in split_files.items()}
     skeleton_dir = raw_dir / "skeleton"
     paths = sorted(skeleton_dir.glob("*.txt")) if skeleton_dir.is_dir() else []
     if not paths:
@@ -179,15 +191,23 @@ def main(argv=None):
     videos = list(results)
     if not videos:
         raise DataError("no video left to write")
+    for bench, train_videos in splits.items():
+        if not train_videos & set(videos):
+            raise DataError(f"{split_files[bench]}: names none of the {len(videos)} videos in {skeleton_dir} as "
+                            f"training videos; give the split file of these videos")
     out_dir.mkdir(parents=True, exist_ok=True)
     sizes = {bench: write_benchmark(outputs[bench], videos, splits[bench], cache_dir) for bench in BENCHMARKS}
 
     counts = [("videos read", len(paths)),
               ("videos skipped: malformed", len(bad)),
               ("instances", sum(s["instances"] for s in results.values())),
-              ("instances skipped: no data", sum(s["empty"] for s in results.values()))]
+              ("instances skipped: no data", sum(s["empty"] for s in results.values())),
+              ("instances shortened: end past the video", sum(s["past_end"] for s in results.values()))]
     counts += [(outputs[b].name, f"train {tr}, test {te}") for b, (tr, te) in sizes.items()]
-    print_report(f"PKU-MMD phase {args.phase}: {out_dir}", counts, {"malformed": list(bad.values())})
+    print_report(f"PKU-MMD phase {args.phase}: {out_dir}", counts,
+                 {"malformed": list(bad.values()),
+                  "shortened (end past the video)": [f"{raw_dir / 'label' / v}.txt:{line}" for v in videos
+                                                     for line in load_cached(cache_dir, v, ("past_end",))["past_end"]]})
 
 
 if __name__ == "__main__":

@@ -329,6 +329,10 @@ BAD_FILES = {
     "non_numeric": (lambda t: with_line(t, 35, lambda line: line.replace(b"250.5", b"25o.5")), 35, "'25o.5' is not a number"),
     "joint_count": (lambda t: with_line(t, 32, lambda line: b"24"), 32, "the joint count: expected 25, found '24'"),
     "body_count": (lambda t: with_line(t, 30, lambda line: b"x"), 30, "expected the number of bodies of frame 2"),
+    "nan": (lambda t: with_line(t, 35, lambda line: b"nan " + line.split(b" ", 1)[1]), 35,
+            "'nan' is not a finite coordinate"),
+    "beyond_float32": (lambda t: with_line(t, 46, lambda line: b"1e39 " + line.split(b" ", 1)[1]), 46,
+                       "'1e39' is not a finite coordinate"),
 }
 
 
@@ -351,7 +355,7 @@ def test_bad_file_stops_the_command_or_is_skipped(tmp_path):
     result = run("--dataset", "ntu60", "--raw-dir", raw, "--out-dir", out, "--workers", "2")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.splitlines()[-1].startswith(f"error: {bad}:{last_line_number(bad)}: ")  # after the progress bar
-    assert not list(out.glob("*.npz")) and not list(out.glob("*.tmp"))
+    assert not list(out.glob("*.npz")) and not list(out.glob("*.tmp*"))
 
     result = run("--dataset", "ntu60", "--raw-dir", raw, "--out-dir", out, "--workers", "2", "--skip-bad")
     assert result.returncode == 0, result.stderr
@@ -388,3 +392,13 @@ def test_bench_prints_rate_and_projection(tmp_path):
         minutes = float(line.split("NTU-60 ")[1].split(" min")[0])
         assert line.startswith(f"workers {workers}:") and rate > 0
         assert minutes == pytest.approx(56_880 / rate / 60, rel=0.01, abs=0.06)
+
+
+def test_unwritable_out_dir_is_one_line(tmp_path):
+    raw = write_dataset(tmp_path / "raw")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = run("--dataset", "ntu60", "--raw-dir", raw, "--out-dir", blocker / "out", "--workers", "1")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith(f"error: {blocker / 'out'}")
+    assert blocker.read_text() == "not a folder"

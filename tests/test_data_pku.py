@@ -127,3 +127,35 @@ def test_split_file_naming_no_video_and_bad_skeleton_line(tmp_path):
     (raw / "skeleton" / "0002-L.txt").write_text("\n".join(text))
     with pytest.raises(BadInput, match=r"0002-L.txt:7: expected 150 numbers, found 149"):
         pku.read_pku_skeleton(raw / "skeleton" / "0002-L.txt")
+
+
+@pytest.mark.parametrize("line, words", [("4,25,20,1", "frames 25 to 20 are not within the 30 frames of 0003-L.txt"),
+                                         ("4,30,40,1", "frames 30 to 40 are not within the 30 frames of 0003-L.txt")])
+def test_label_line_outside_the_video_names_file_and_line(tmp_path, line, words):
+    raw = valid_raw(tmp_path)
+    (raw / "label" / "0003-L.txt").write_text(f"4,0,20,1\n{line}\n")
+    result = subprocess.run([sys.executable, "-m", "data.pku", "--phase", "1", "--raw-dir", str(raw), "--out-dir",
+                             str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == f"error: {raw / 'label' / '0003-L.txt'}:2: {words}: fix or delete the line"
+    assert not list((tmp_path / "out").glob("*.npz*"))
+
+
+def test_label_end_past_the_video_is_kept_and_reported(tmp_path, capsys):
+    raw = valid_raw(tmp_path)
+    (raw / "label" / "0003-L.txt").write_text("4,0,20,1\n5,10,45,1\n")
+    pku.main(["--phase", "1", "--raw-dir", str(raw), "--out-dir", str(tmp_path / "out"), "--workers", "1"])
+    report = capsys.readouterr().out
+    assert "instances shortened: end past the video  1" in report
+    assert f"shortened (end past the video):\n    {raw / 'label' / '0003-L.txt'}:2\n" in report
+    xsub = np.load(tmp_path / "out" / "PKUv1_XSub.npz")
+    row = list(xsub["names_train"]).index("0003-L_1")
+    assert xsub["x_train"][row, :20].all() and not xsub["x_train"][row, 20:].any()  # frames 10..29
+
+
+def test_split_file_naming_none_of_the_videos_is_an_error(tmp_path):
+    raw = valid_raw(tmp_path)
+    (raw / "cross-view.txt").write_text("Training videos: \n0999-L, 0998-M\nValidataion videos: \n\n")
+    with pytest.raises(pku.DataError, match=r"cross-view.txt: names none of the 2 videos in .* as training videos"):
+        pku.main(["--phase", "1", "--raw-dir", str(raw), "--out-dir", str(tmp_path / "out"), "--workers", "1"])
+    assert not list((tmp_path / "out").glob("*.npz*"))

@@ -154,3 +154,13 @@ def test_skeleton_files_through_the_preprocessing(tmp_path):
     assert again.returncode == 1 and "already exist" in again.stderr and "--overwrite" in again.stderr
     too_many = run("data.synthetic", "--out-dir", str(tmp_path / "x"), "--num-train", "100000")
     assert too_many.returncode == 1 and "distinct sample names" in too_many.stderr
+
+
+def test_unwritable_out_dir_is_one_line(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = subprocess.run([sys.executable, "-m", "data.synthetic", "--out-dir", str(blocker / "out"), "--num-train",
+                             "2", "--num-test", "2"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (f"error: {blocker / 'out'}: Not a directory (check the path, its "
+                                              f"permissions and the free space)")

@@ -13,7 +13,8 @@ import main_finetune
 import main_linprobe
 import util.lr_sched
 from conftest import shared_path
-from train_fixtures import ROOT, log_entries, one_thread, pretrain_in_process, run_entry, scalar_tags, write_config
+from train_fixtures import (ROOT, assert_same_training_state, log_entries, one_thread, pretrain_in_process, run_entry,
+                            scalar_tags, write_config)
 from util import config
 from util.checkpoint import load_checkpoint
 
@@ -112,19 +113,6 @@ def reference(work):
     out = work['root'] / 'reference'
     pretrain_in_process(work, out)
     return out
-
-
-def assert_same_training_state(a, b):
-    a, b = load_checkpoint(a), load_checkpoint(b)
-    assert a['epoch'] == b['epoch']
-    assert a['model'].keys() == b['model'].keys()
-    for key in a['model']:
-        assert torch.equal(a['model'][key], b['model'][key]), key
-    state_a, state_b = a['optimizer']['state'], b['optimizer']['state']
-    assert state_a.keys() == state_b.keys()
-    for key in state_a:
-        for name in state_a[key]:
-            assert torch.equal(state_a[key][name], state_b[key][name]), (key, name)
 
 
 def test_resume_gives_the_uninterrupted_weights(work, reference):

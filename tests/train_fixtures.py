@@ -15,6 +15,7 @@ import main_pretrain
 from conftest import ROOT
 from model_transformer import SkeletonTransformer, add_probe_norm
 from util import config
+from util.checkpoint import load_checkpoint
 
 FRAMES, CLASSES = 300, 60
 
@@ -69,19 +70,34 @@ def write_config(path, base, data_path, **overrides):
     return path
 
 
-def run_entry(script, *args, nproc=None, check=True, timeout=300):
-    """Run an entry point as a subprocess on CPU (with torchrun when nproc is given); returns the result."""
+def run_entry(script, *args, nproc=None, check=True, timeout=300, env=None, torchrun=()):
+    """Run an entry point as a subprocess on CPU (with torchrun and its options `torchrun` when nproc is
+    given), with the variables `env` added to the environment; returns the result."""
     if nproc is None:
         cmd = [sys.executable, str(ROOT / script)]
     else:
         cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}',
-               str(ROOT / script)]
-    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(ROOT)}
+               *torchrun, str(ROOT / script)]
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(ROOT), **(env or {})}
     result = subprocess.run(cmd + ['--device', 'cpu', *map(str, args)], capture_output=True, text=True,
                             cwd=ROOT, env=env, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
+
+
+def assert_same_training_state(a, b):
+    """Checkpoints `a` and `b` hold the same epoch, weights and optimiser state, bit for bit."""
+    a, b = load_checkpoint(a), load_checkpoint(b)
+    assert a['epoch'] == b['epoch']
+    assert a['model'].keys() == b['model'].keys()
+    for key in a['model']:
+        assert torch.equal(a['model'][key], b['model'][key]), key
+    state_a, state_b = a['optimizer']['state'], b['optimizer']['state']
+    assert state_a.keys() == state_b.keys()
+    for key in state_a:
+        for name in state_a[key]:
+            assert torch.equal(state_a[key][name], state_b[key][name]), (key, name)
 
 
 def log_entries(output_dir):

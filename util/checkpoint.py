@@ -25,6 +25,8 @@ def load_checkpoint(path_or_dict, map_location='cpu'):
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        if 'Unsupported global' not in str(e):  # not a pickle of allowed types at all, e.g. random bytes
+            raise ValueError(f"{path}: not a PyTorch checkpoint ({e.__context__ or 'unreadable'})") from e
         raise ValueError(f"{path}: refused to load, it needs objects other than tensors and the training "
                          f"arguments (only {[g.__qualname__ for g in SAFE_GLOBALS]} are allowed): {e}") from e
     except (RuntimeError, EOFError) as e:

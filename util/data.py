@@ -1,4 +1,5 @@
 """Datasets and loaders of the three entry points: feeders from the config, samplers for one or many ranks."""
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -80,20 +81,24 @@ class SeededItems(Dataset):
 
 
 class EpochSampler(Sampler):
-    """Yields (epoch, index) for each index of a DistributedSampler; set_epoch() reaches both."""
+    """Yields (epoch, index) for each index of a DistributedSampler; set_epoch() reaches both.
+
+    set_epoch(epoch, skip) leaves out the first `skip` indices of the epoch's order (the samples of the
+    steps a preempted run had done).
+    """
 
     def __init__(self, sampler):
-        self.sampler, self.epoch = sampler, 0
+        self.sampler, self.epoch, self.skip = sampler, 0, 0
 
-    def set_epoch(self, epoch):
-        self.epoch = epoch
+    def set_epoch(self, epoch, skip=0):
+        self.epoch, self.skip = epoch, skip
         self.sampler.set_epoch(epoch)
 
     def __iter__(self):
-        return ((self.epoch, index) for index in self.sampler)
+        return ((self.epoch, index) for index in itertools.islice(self.sampler, self.skip, None))
 
     def __len__(self):
-        return len(self.sampler)
+        return len(self.sampler) - self.skip
 
 
 class ShardSampler(Sampler):

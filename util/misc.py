@@ -1,4 +1,5 @@
 """Run set-up, seeding, mixed precision, checkpoints and logs shared by the three entry points."""
+import fcntl
 import json
 import os
 import random
@@ -26,13 +27,18 @@ def resolve_device(name):
     if device.type == 'cuda' and not torch.cuda.is_available():
         fail(f"--device {name}: CUDA is not available on this machine (torch {torch.__version__}); "
              f"run with --device cpu")
+    if device.type == 'mps' and not torch.backends.mps.is_available():
+        fail(f"--device {name}: MPS is not available on this machine (torch {torch.__version__}); "
+             f"run with --device cpu")
     return device
 
 
 def seed_everything(*keys):
     """Seed torch (all devices), NumPy and random from the integers `keys`, e.g. (seed, epoch, rank)."""
     seed = int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
-    torch.manual_seed(seed)
+    torch.default_generator.manual_seed(seed)  # torch.manual_seed also visits every other backend: 10x slower
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
     np.random.seed(seed)
     random.seed(seed)
 
@@ -74,43 +80,54 @@ class LossScaler:
         self._scaler.load_state_dict(state_dict)
 
 
-def atomic_save(obj, path):
-    """torch.save to a temporary file beside `path`, then rename: `path` is never half written."""
-    path = Path(path)
-    tmp = path.with_name(path.name + '.tmp')
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def atomic_copy(src, dst):
-    dst = Path(dst)
-    tmp = dst.with_name(dst.name + '.tmp')
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-
-
 def atomic_write(path, write):
-    """write(temporary path beside `path`), then rename it to `path`: `path` is never half written."""
+    """write(tmp) to a temporary file beside `path` (unique to this process, same suffix), then rename it to
+    `path`: `path` is never half written. On a failed write (a full disk, a read-only folder) the temporary
+    file is removed, `path` is untouched and the run stops with one line."""
     path = Path(path)
     tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}{path.suffix}")
     try:
         write(tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch.save reports a failed write as a RuntimeError
+        fail(f"cannot write {path}: {' '.join(str(e).split())} (free space, or write to another folder)")
     finally:
         tmp.unlink(missing_ok=True)
 
 
+def atomic_save(obj, path):
+    """torch.save to a temporary file beside `path`, then rename: `path` is never half written."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def atomic_copy(src, dst):
+    atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
+
+
+def training_state(args, epoch, model_without_ddp, optimizer, loss_scaler, **extra):
+    """The published checkpoint format {'model', 'optimizer', 'epoch', 'scaler', 'args'} plus `extra`."""
+    return {'model': model_without_ddp.state_dict(), 'optimizer': optimizer.state_dict(), 'epoch': epoch,
+            'scaler': loss_scaler.state_dict(), 'args': vars(args), **extra}
+
+
+def save_preempted(args, epoch, position, model_without_ddp, optimizer, loss_scaler, **extra):
+    """checkpoint-last.pth of a run stopped inside `epoch` (rank 0): 'epoch' is the last complete one and
+    'position' the step to continue from with the loss sums so far (see engine.train_one_epoch)."""
+    if dist.is_main_process():
+        atomic_save(training_state(args, epoch - 1, model_without_ddp, optimizer, loss_scaler,
+                                   position=position, **extra), Path(args.output_dir) / 'checkpoint-last.pth')
+
+
 def save_model(args, epoch, model_without_ddp, optimizer, loss_scaler, **extra):
     """Write checkpoint-<epoch>.pth (at epochs 0, save_every, 2 * save_every, ... and at the last epoch: the
-    published layout, e.g. 0, 20, ..., 380, 399), then checkpoint-last.pth
-    (every epoch), on rank 0, in the published format {'model', 'optimizer', 'epoch', 'scaler', 'args'} plus
-    `extra`. checkpoint-last.pth is written last: a run stopped before it is resumed from the previous epoch.
+    published layout, e.g. 0, 20, ..., 380, 399), then checkpoint-last.pth (every epoch), on rank 0, in the
+    format of training_state. checkpoint-last.pth is written last: a run stopped before it is resumed from the
+    previous epoch.
     """
     if not dist.is_main_process():
         return
     output_dir = Path(args.output_dir)
-    state = {'model': model_without_ddp.state_dict(), 'optimizer': optimizer.state_dict(), 'epoch': epoch,
-             'scaler': loss_scaler.state_dict(), 'args': vars(args), **extra}
+    state = training_state(args, epoch, model_without_ddp, optimizer, loss_scaler, **extra)
     last = output_dir / 'checkpoint-last.pth'
     if epoch % args.save_every == 0 or epoch + 1 == args.epochs:
         numbered = output_dir / f'checkpoint-{epoch}.pth'
@@ -120,43 +137,113 @@ def save_model(args, epoch, model_without_ddp, optimizer, loss_scaler, **extra):
         atomic_save(state, last)
 
 
+def make_dir(path, flag):
+    """Create folder `path` (given by `flag`), or stop with one line when it cannot be (a file, read-only)."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"{flag} {path}: cannot create the folder ({e.strerror}); choose a writable folder")
+    return Path(path)
+
+
+def first_problem(error):
+    """The first specific line of a load_state_dict error (e.g. 'size mismatch for blocks.0...')."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[min(1, len(lines) - 1)][:300]
+
+
+_locks = {}  # lock file -> its open descriptor in this process; closing it (or the process dying) unlocks
+
+
+def lock_output_dir(output_dir):
+    """Create `output_dir` and hold an exclusive lock on its .lock file for the life of this process.
+
+    A second run into the same folder stops with one line naming the holder's pid. The kernel releases the
+    lock of a killed process, so a crashed or preempted run never leaves the folder locked; a later run in
+    the same process (e.g. main() called again) takes over its earlier lock.
+    """
+    lock = (make_dir(output_dir, '--output_dir') / '.lock').resolve()
+    if lock in _locks:
+        os.close(_locks.pop(lock))
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        fail(f"--output_dir {output_dir}: cannot write there ({e.strerror}); choose a writable folder")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode().strip() or 'unknown'
+        os.close(fd)
+        fail(f"--output_dir {output_dir}: in use by a running training process (pid {holder}); wait for it, "
+             f"stop it, or choose another --output_dir")
+    os.ftruncate(fd, 0)
+    os.write(fd, f'{os.getpid()}\n'.encode())
+    _locks[lock] = fd
+
+
 def eval_only(args):
     """True for --eval (the classification entry points): evaluate a checkpoint, no training."""
     return getattr(args, 'eval', False)
 
 
+def resume_candidates(args):
+    """--resume, or with --auto_resume the checkpoints in output_dir, newest first (checkpoint-last.pth, then
+    checkpoint-<epoch>.pth by decreasing epoch)."""
+    if args.resume or not args.auto_resume:
+        return [args.resume] if args.resume else []
+    output_dir = Path(args.output_dir)
+    numbered = [p for p in output_dir.glob('checkpoint-*.pth') if p.stem.split('-')[1].isdigit()]
+    last = [output_dir / 'checkpoint-last.pth'] if (output_dir / 'checkpoint-last.pth').is_file() else []
+    return [str(p) for p in last + sorted(numbered, key=lambda p: -int(p.stem.split('-')[1]))]
+
+
 def resume_path(args):
     """--resume, or with --auto_resume the newest checkpoint in output_dir ('' when there is none)."""
-    if args.resume or not args.auto_resume:
-        return args.resume
-    output_dir = Path(args.output_dir)
-    if (output_dir / 'checkpoint-last.pth').is_file():
-        return str(output_dir / 'checkpoint-last.pth')
-    numbered = [p for p in output_dir.glob('checkpoint-*.pth') if p.stem.split('-')[1].isdigit()]
-    return str(max(numbered, key=lambda p: int(p.stem.split('-')[1]))) if numbered else ''
+    return next(iter(resume_candidates(args)), '')
 
 
 def load_model(args, model_without_ddp, optimizer, loss_scaler):
-    """Restore the model and, unless --eval, the optimiser, scaler and epoch from the resume checkpoint.
+    """Restore the model and, unless --eval, the optimiser, scaler and position from the resume checkpoint.
 
-    Sets args.start_epoch to the epoch after the saved one and returns the checkpoint (None when there is
-    nothing to resume).
+    With --auto_resume an unreadable checkpoint (e.g. cut short by a full disk) is reported and the next
+    newest is used. Sets args.start_epoch to the epoch to continue and args.start_step to the step inside it
+    (0 at an epoch boundary; more after a preemption) and returns the checkpoint (None when there is nothing
+    to resume). A checkpoint that does not fit the model stops the run with one line.
     """
-    path = resume_path(args)
-    if not path:
+    args.start_step = 0
+    for path in resume_candidates(args):
+        try:
+            checkpoint = load_checkpoint(path)
+            break
+        except (FileNotFoundError, ValueError) as e:
+            if not args.auto_resume or args.resume:
+                fail(f"--resume: {e}")
+            print(f"Skipping unreadable checkpoint: {e}")
+    else:
+        if resume_candidates(args):
+            fail(f"--auto_resume: no readable checkpoint in {args.output_dir}; move the damaged ones away to "
+                 f"start afresh")
         return None
     try:
-        checkpoint = load_checkpoint(path)
-    except (FileNotFoundError, ValueError) as e:
-        fail(f"--resume: {e}")
-    model_without_ddp.load_state_dict(checkpoint['model'])
+        model_without_ddp.load_state_dict(checkpoint.get('model', checkpoint))
+    except RuntimeError as e:
+        fail(f"--resume {path}: does not fit the model of {args.config} ({first_problem(e)}); give a checkpoint "
+             f"of this model (a pre-training checkpoint goes to --finetune)")
     print(f"Resume checkpoint {path}")
     if not eval_only(args) and 'optimizer' in checkpoint and 'epoch' in checkpoint:
-        optimizer.load_state_dict(checkpoint['optimizer'])
+        try:
+            optimizer.load_state_dict(checkpoint['optimizer'])
+        except ValueError as e:
+            fail(f"--resume {path}: its optimiser state does not fit this model ({e})")
         if 'scaler' in checkpoint:
             loss_scaler.load_state_dict(checkpoint['scaler'])
         args.start_epoch = checkpoint['epoch'] + 1
-        print(f"With optimizer and scaler state; continuing at epoch {args.start_epoch}")
+        position = checkpoint.get('position')
+        if position is not None and len(position['sums']) != dist.get_world_size():
+            fail(f"--resume {path}: stopped inside epoch {args.start_epoch} with {len(position['sums'])} "
+                 f"process(es); continue it with as many (now {dist.get_world_size()})")
+        args.start_step = position['step'] if position is not None else 0
+        print(f"With optimizer and scaler state; continuing at epoch {args.start_epoch} step {args.start_step}")
     return checkpoint
 
 

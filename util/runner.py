@@ -4,6 +4,7 @@ set-up (device, processes, seeds, output folders, resolved config) -> datasets a
 pre-training checkpoint with --finetune) -> optimiser -> DDP / torch.compile -> resume -> epochs of
 training, evaluation, log.txt, TensorBoard and checkpoints. The entry points give the parts that differ.
 """
+import argparse
 import json
 import os
 import sys
@@ -15,18 +16,18 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 
 from engine_finetune import predict
-from util import config, data, dist, malloc, misc, scores
+from util import config, data, dist, malloc, misc, preemption, scores
 
 
 def setup(args):
     """Device, process group, output folders and the derived settings; returns the torch.device.
 
     Derived: lr = blr * effective batch / 256 when no lr is given, num_workers (0 on CPU, up to 8 per
-    process on CUDA), pin_mem (on CUDA), log_dir (output_dir). The resolved config is written to
-    output_dir/config.yaml, except with --eval. On CPU, freed memory is kept in the heap for reuse. On CUDA
-    the process uses cuda:LOCAL_RANK under torchrun (else the --device given), and float32 matmuls stay in
-    full float32: TF32 (Ampere and later) would change the numbers of the published fp32 runs, and --amp
-    bf16 is the faster choice anyway.
+    process on CUDA), pin_mem (on CUDA), log_dir (output_dir). Unless --eval, rank 0 creates and locks the
+    output folders (misc.lock_output_dir). On CPU, freed memory is kept in the heap for reuse. On CUDA the
+    process uses cuda:LOCAL_RANK under torchrun (else the --device given), and float32 matmuls stay in full
+    float32: TF32 (Ampere and later) would change the numbers of the published fp32 runs, and --amp bf16 is
+    the faster choice anyway.
     """
     device = dist.process_device(misc.resolve_device(args.device))
     dist.init_distributed_mode(device.type)
@@ -50,9 +51,8 @@ def setup(args):
     if misc.eval_only(args) and not misc.resume_path(args):
         config.fail("--eval needs the checkpoint to evaluate: --resume PATH")
     if dist.is_main_process() and not misc.eval_only(args):
-        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-        Path(args.log_dir).mkdir(parents=True, exist_ok=True)
-        config.save_config(args, Path(args.output_dir) / 'config.yaml')
+        misc.lock_output_dir(args.output_dir)
+        misc.make_dir(args.log_dir, '--log_dir')
     print(f"{Path(sys.argv[0]).name}: {world} process(es) on {device}, effective batch {eff_batch_size}, "
           f"lr {args.lr:.3g}")
     note = published_batch_note(args, world)
@@ -85,8 +85,8 @@ def build_model(args):
         from model_transformer import load_pretrained
         try:
             load_pretrained(model, finetune)
-        except (FileNotFoundError, ValueError, KeyError) as e:
-            config.fail(f"--finetune {finetune}: {e}")
+        except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:  # RuntimeError: shapes differ
+            config.fail(f"--finetune {finetune}: {misc.first_problem(e) if isinstance(e, RuntimeError) else e}")
         print(f"Loaded pre-trained weights from {finetune}")
     return model
 
@@ -117,6 +117,17 @@ def save_scores(args, loader_val, model, device):
         print(f"Scores of the {len(labels)} test samples written to {path}")
 
 
+def stop_preempted(args, log_writer, where):
+    """After the checkpoint of a preempted run: wait for every rank, then exit with PREEMPTED_EXIT."""
+    preemption.barrier()
+    if log_writer is not None:
+        log_writer.close()
+    dist.cleanup()
+    print(f"preempted at {where}: {Path(args.output_dir) / 'checkpoint-last.pth'} written; rerun with "
+          f"--auto_resume to continue from there", file=sys.stderr)
+    raise SystemExit(preemption.PREEMPTED_EXIT)
+
+
 def run(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None):
     """Train (or with --eval only evaluate) as configured by `args`; returns the last stats.
 
@@ -126,6 +137,7 @@ def run(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None
     prepare_model(model) adapts the built model before it moves to the device (e.g. freezing).
     """
     device = setup(args)
+    settings = argparse.Namespace(**vars(args))  # written to config.yaml once the inputs are checked
     dataset_train = data.build_dataset(args, 'train_feeder_args')
     dataset_val = data.build_dataset(args, 'val_feeder_args') if evaluate else None
     loader_train, loader_val = data.build_loaders(args, dataset_train, dataset_val)
@@ -161,16 +173,22 @@ def run(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None
         dist.cleanup()
         return test_stats
 
+    if dist.is_main_process():
+        config.save_config(settings, Path(args.output_dir) / 'config.yaml')
     trim_log(args)
+    preemption.install()
     log_writer = SummaryWriter(log_dir=args.log_dir) if dist.is_main_process() else None
-    print(f"Start training for {args.epochs} epochs from epoch {args.start_epoch}")
-    start_time, stats = time.time(), {}
+    print(f"Start training for {args.epochs} epochs from epoch {args.start_epoch} step {args.start_step}")
+    start_time, stats, position = time.time(), {}, checkpoint.get('position')
     for epoch in range(args.start_epoch, args.epochs):
-        misc.seed_everything(args.seed, epoch, dist.get_rank())
-        loader_train.sampler.set_epoch(epoch)
+        loader_train.sampler.set_epoch(epoch, skip=(position or {}).get('step', 0) * args.batch_size)
         train_stats = train_one_epoch(model=model, data_loader=loader_train, optimizer=optimizer, device=device,
                                       epoch=epoch, loss_scaler=loss_scaler, args=args, log_writer=log_writer,
-                                      augment=augment)
+                                      augment=augment, position=position)
+        position = train_stats.get('position')
+        if position is not None:
+            misc.save_preempted(args, epoch, position, model_without_ddp, optimizer, loss_scaler, **best)
+            stop_preempted(args, log_writer, f"epoch {epoch} step {position['step']}")
         stats = {**{f'train_{k}': v for k, v in train_stats.items()}, 'epoch': epoch, 'n_parameters': n_parameters}
         scalars = {'perf/samples_per_s': train_stats['samples_per_s'], 'perf/epoch_time_s': train_stats['epoch_time']}
         if evaluate is not None:
@@ -188,6 +206,9 @@ def run(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None
             log_writer.flush()
         misc.log_stats(args, stats)
         misc.save_model(args, epoch, model_without_ddp, optimizer, loss_scaler, **best)
+        if epoch + 1 < args.epochs and preemption.requested():
+            stop_preempted(args, log_writer, f"the end of epoch {epoch}")
+    preemption.restore()
     if getattr(args, 'save_scores', False) and args.start_epoch < args.epochs:
         save_scores(args, loader_val, model_eval, device)
     if log_writer is not None:
