@@ -139,9 +139,10 @@ def tsne_figure(panels, names, title, seed=0):
 
 
 def sequence_animation(joints, title, fps=15):
-    """A 3D animation of a skeleton sequence joints (T, 150) (frames x 2 bodies x 25 joints x xyz): every body
+    """A 3D animation of a skeleton sequence joints (T, 150 or 75) (frames x bodies x 25 joints x xyz): every body
     that moves, bones from data.skeleton.PARENTS. All-zero frames at the end are left out."""
-    joints = np.asarray(joints, np.float32).reshape(len(joints), 2, 25, 3)
+    joints = np.asarray(joints, np.float32).reshape(len(joints), -1, 25, 3)  # one or two bodies
+    joints = np.concatenate([joints, np.zeros_like(joints[:, :2 - joints.shape[1]])], axis=1)
     joints = joints[:max(1, np.flatnonzero(joints.any(axis=(1, 2, 3))).max(initial=0) + 1)]
     bodies = [b for b in range(2) if joints[:, b].any()]
     fig = plt.figure(figsize=(5, 5))
