@@ -27,6 +27,8 @@ class Monitor:
         for flag in ('knn_every', 'vis_every'):
             if getattr(args, flag) < 0:
                 fail(f"--{flag} {getattr(args, flag)}: expected a number of epochs, or 0 for off")
+        if args.knn_every:
+            knn.check_args(args)
         self.args, self.knn, self.sample = args, None, None
 
     def due(self, every, epoch):

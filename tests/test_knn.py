@@ -72,9 +72,13 @@ def test_two_processes_give_the_one_process_result(work, tmp_path):
 
 
 def test_knn_bad_input_is_one_line(work, tmp_path):
-    for flags, words in ((['--k', '0'], '--k 0'), (['--finetune', tmp_path / 'missing.pth'], 'missing.pth')):
-        result = run_entry('main_knn.py', '--config', work['linear'], '--output_dir', tmp_path, *flags,
-                           check=False, timeout=120)
+    cases = [('main_knn.py', 'linear', ['--k', '0'], '--k 0'),
+             ('main_knn.py', 'linear', ['--finetune', tmp_path / 'missing.pth'], 'missing.pth'),
+             ('main_knn.py', 'linear', ['--knn_max_train', '-1'], '--knn_max_train -1'),
+             ('main_pretrain.py', 'pretrain', ['--knn_every', '-2'], '--knn_every -2')]
+    for script, config, flags, words in cases:
+        result = run_entry(script, '--config', work[config], '--output_dir', tmp_path, *flags, check=False,
+                           timeout=120)
         assert result.returncode == 1
         assert result.stderr.strip().count('\n') == 0 and words in result.stderr, result.stderr
         assert not (tmp_path / 'knn.json').exists()

@@ -70,6 +70,14 @@ def bank_subset(num_samples, max_train, seed=0):
     return np.sort(np.random.default_rng(seed).choice(num_samples, max_train, replace=False))
 
 
+def check_args(args):
+    """Fail with one line on a kNN setting out of range."""
+    if args.knn_k < 1 or args.knn_t <= 0:
+        fail(f"--k {args.knn_k} --t {args.knn_t}: kNN needs k >= 1 neighbours and a temperature t > 0")
+    if args.knn_max_train < 0:
+        fail(f"--knn_max_train {args.knn_max_train}: expected a number of training samples, or 0 for all")
+
+
 class KNN:
     """kNN evaluation on the data of a config: `KNN(args)(encoder, device)` -> {'acc1', 'acc5', 'time'}.
 
@@ -78,6 +86,7 @@ class KNN:
     """
 
     def __init__(self, args):
+        check_args(args)
         key, bank_args, query_args = feeder_settings(args)
         self.bank = data.build_dataset(args, key, **bank_args)
         self.queries = data.build_dataset(args, key, **query_args)
@@ -85,8 +94,6 @@ class KNN:
         self.k, self.t, self.amp = args.knn_k, args.knn_t, args.amp
         self.loader_options = dict(batch_size=args.batch_size, num_workers=args.num_workers,
                                    pin_memory=args.pin_mem)
-        if self.k < 1 or self.t <= 0:
-            fail(f"--k {self.k} --t {self.t}: kNN needs k >= 1 neighbours and a temperature t > 0")
 
     def features(self, encoder, dataset, index, device):
         """Pooled features (len(index), D) and labels of dataset[index], every rank encoding a shard."""
