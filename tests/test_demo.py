@@ -52,7 +52,7 @@ def demo(tmp_path_factory):
     runs = [start_demo(root, cwd), start_demo(root, cwd)]
     outputs = []
     for run in runs:
-        stdout, stderr = run.communicate(timeout=600)
+        stdout, stderr = run.communicate(timeout=900)
         assert run.returncode == 0, f"demo failed:\n{stdout[-3000:]}\n{stderr[-3000:]}"
         outputs.append(stdout)
     return root, outputs
