@@ -1,8 +1,9 @@
-"""Classification epoch (linear probe and fine-tuning) and the test-set evaluation."""
+"""Classification epoch (linear probe and fine-tuning), the test-set evaluation and the final confusion matrix."""
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from util import dist, engine, misc
+from util import actions, dist, engine, figures, misc
 
 
 def train_one_epoch(model, criterion, data_loader, optimizer, device, epoch, loss_scaler, args, log_writer=None,
@@ -68,3 +69,27 @@ def predict(data_loader, model, device, args):
     for part_logits, part_labels, part_index in parts:
         out[part_index], out_labels[part_index] = part_logits, part_labels.long()
     return out, out_labels
+
+
+class ConfusionAtEnd:
+    """The runner's after_epoch hook of linear probe and fine-tuning: after the last epoch, the test-set confusion
+    matrix with action names to TensorBoard ('confusion'). Off, with a note, when the data's action names are
+    unknown (a data file named neither NTU60_*, NTU120_* nor PKU* with another class count)."""
+
+    def __init__(self, args):
+        self.args = args
+        data_path, num_classes = args.val_feeder_args.get('data_path'), args.model_args.get('num_classes')
+        dataset = actions.guess_dataset(data_path, num_classes)
+        self.names = actions.action_names(dataset) if dataset else None
+        if self.names is None:
+            print(f"No confusion matrix at the end: no action names for {data_path} with {num_classes} classes")
+
+    def __call__(self, model, epoch, device, log_writer, loader_val, **_):
+        if self.names is None or epoch + 1 < self.args.epochs:
+            return {}
+        logits, labels = predict(loader_val, model, device, self.args)
+        if log_writer is not None:
+            matrix = figures.confusion(labels.numpy(), logits.argmax(1).numpy(), logits.shape[1])
+            title = f"epoch {epoch}: top-1 {100 * np.trace(matrix) / matrix.sum():.1f}% on {len(labels)} test samples"
+            log_writer.add_figure('confusion', figures.confusion_figure(matrix, self.names, title), epoch)
+        return {}

@@ -25,7 +25,8 @@ def make_optimizer(model, args):
 def main(args):
     criterion = LabelSmoothingCrossEntropy(args.smoothing) if args.smoothing > 0 else nn.CrossEntropyLoss()
     return runner.run(args, lambda **kw: engine_finetune.train_one_epoch(criterion=criterion, **kw),
-                      make_optimizer, evaluate=engine_finetune.evaluate)
+                      make_optimizer, evaluate=engine_finetune.evaluate,
+                      after_epoch=engine_finetune.ConfusionAtEnd(args))
 
 
 if __name__ == '__main__':

@@ -30,7 +30,8 @@ def make_optimizer(model, args):
 def main(args):
     criterion = nn.CrossEntropyLoss()
     return runner.run(args, lambda **kw: engine_finetune.train_one_epoch(criterion=criterion, **kw),
-                      make_optimizer, evaluate=engine_finetune.evaluate, prepare_model=prepare_model)
+                      make_optimizer, evaluate=engine_finetune.evaluate,
+                      after_epoch=engine_finetune.ConfusionAtEnd(args), prepare_model=prepare_model)
 
 
 if __name__ == '__main__':

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # MAMP end to end on a synthetic NTU-60-style dataset in about 14 minutes on 2 CPU cores (GPU when present):
 # raw .skeleton files -> the NTU preprocessing -> MAMP pre-training -> linear probe of the pre-trained
-# encoder, linear probe of a randomly initialised encoder (the control) and fine-tuning -> a table of the
-# test accuracies. Each run writes a fresh folder OUTPUT_ROOT/<date>-<time>: data/ (the preprocessed
-# arrays) and one output folder per stage (checkpoints, log.txt, TensorBoard events, config.yaml);
-# nothing from an earlier run is read or overwritten.
+# encoder, linear probe of a randomly initialised encoder (the control) and fine-tuning -> kNN accuracy of
+# both encoders -> pictures (masking, t-SNE, confusion) -> a table of the test accuracies. Each run writes a
+# fresh folder OUTPUT_ROOT/<date>-<time>: data/ (the preprocessed arrays), one output folder per stage
+# (checkpoints, log.txt, TensorBoard events, config.yaml) and pictures/; nothing from an earlier run is read
+# or overwritten.
 #   SEED             data, initial weights and augmentation (default 0)
 #   OUTPUT_ROOT      default demo_output in the repository
 #   DEVICE           auto (default: cuda when available), cpu or cuda
@@ -32,34 +33,47 @@ done
 DATA=$RUN/data
 echo "MAMP demo, seed $SEED: writing to $RUN"
 
-echo "== 1/6 synthetic actions: $NUM_TRAIN training and $NUM_TEST test samples as Kinect .skeleton files"
+echo "== 1/8 synthetic actions: $NUM_TRAIN training and $NUM_TEST test samples as Kinect .skeleton files"
 python -m data.synthetic --out-dir "$DATA" --seed "$SEED" --format skeleton --num-train "$NUM_TRAIN" \
   --num-test "$NUM_TEST"
-echo "== 2/6 preprocessing, as for the real NTU RGB+D 60 files"
+echo "== 2/8 preprocessing, as for the real NTU RGB+D 60 files"
 python -m data.ntu --dataset ntu60 --raw-dir "$DATA/raw" --out-dir "$DATA"
 rm -r "$DATA/raw" "$DATA/cache"  # the arrays are all the training needs; the same SEED gives the same files
 
 common=(--data_path "$DATA/NTU60_XSub.npz" --device "$DEVICE" --seed "$SEED")
-echo "== 3/6 MAMP pre-training"
+echo "== 3/8 MAMP pre-training (kNN monitor and masking figure in TensorBoard, config/demo/pretrain.yaml)"
 python main_pretrain.py --config config/demo/pretrain.yaml "${common[@]}" --output_dir "$RUN/pretrain" \
   ${PRETRAIN_EPOCHS:+--epochs "$PRETRAIN_EPOCHS"}
 CHECKPOINT=$RUN/pretrain/checkpoint-last.pth
-echo "== 4/6 linear probe of the pre-trained encoder"
+echo "== 4/8 linear probe of the pre-trained encoder"
 python main_linprobe.py --config config/demo/linear.yaml "${common[@]}" --output_dir "$RUN/linear" \
   --finetune "$CHECKPOINT" ${LINEAR_EPOCHS:+--epochs "$LINEAR_EPOCHS"}
-echo "== 5/6 linear probe of a randomly initialised encoder (the control)"
+echo "== 5/8 linear probe of a randomly initialised encoder (the control)"
 python main_linprobe.py --config config/demo/linear.yaml "${common[@]}" --output_dir "$RUN/linear_random" \
   ${LINEAR_EPOCHS:+--epochs "$LINEAR_EPOCHS"}
-echo "== 6/6 fine-tuning of the pre-trained encoder"
+echo "== 6/8 fine-tuning of the pre-trained encoder"
 python main_finetune.py --config config/demo/finetune.yaml "${common[@]}" --output_dir "$RUN/finetune" \
   --finetune "$CHECKPOINT" ${FINETUNE_EPOCHS:+--epochs "$FINETUNE_EPOCHS"}
+echo "== 7/8 kNN accuracy of the pre-trained and of the randomly initialised encoder"
+python main_knn.py --config config/demo/linear.yaml "${common[@]}" --output_dir "$RUN/knn" --finetune "$CHECKPOINT"
+python main_knn.py --config config/demo/linear.yaml "${common[@]}" --output_dir "$RUN/knn_random"
+echo "== 8/8 pictures"
+PICTURES=$RUN/pictures
+python visualize.py masking --config config/demo/pretrain.yaml --checkpoint "$CHECKPOINT" "${common[@]}" \
+  --out "$PICTURES/masking.png"
+python visualize.py tsne --config config/demo/linear.yaml "${common[@]}" --encoder "MAMP=$CHECKPOINT" \
+  --encoder "random init=" --out "$PICTURES/tsne.png"
+python visualize.py confusion --config config/demo/finetune.yaml "${common[@]}" \
+  --checkpoint "$RUN/finetune/checkpoint-last.pth" --out "$PICTURES/confusion.png"
 
 echo
 echo "Test top-1 accuracy (%) on the $NUM_TEST synthetic test samples, seed $SEED:"
 python -m util.summary "linear probe after MAMP=$RUN/linear" "linear probe from random init=$RUN/linear_random" \
-  "fine-tune after MAMP=$RUN/finetune"
+  "fine-tune after MAMP=$RUN/finetune" --knn "MAMP encoder=$RUN/knn" "random init encoder=$RUN/knn_random"
 echo
 echo "Demo finished in $((SECONDS / 60)) min $((SECONDS % 60)) s."
 echo "Pre-trained encoder: $CHECKPOINT"
 echo "Checkpoints, log.txt and config.yaml of each stage: $RUN/{pretrain,linear,linear_random,finetune}"
+echo "Pictures: $PICTURES/masking.png (motion-aware masking), $PICTURES/tsne.png (features of both encoders),"
+echo "  $PICTURES/confusion.png and confusion.csv (fine-tune errors by action)"
 echo "Training curves: tensorboard --logdir $RUN"

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.image
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -51,7 +52,7 @@ def demo(tmp_path_factory):
     runs = [start_demo(root, cwd), start_demo(root, cwd)]
     outputs = []
     for run in runs:
-        stdout, stderr = run.communicate(timeout=600)
+        stdout, stderr = run.communicate(timeout=900)
         assert run.returncode == 0, f"demo failed:\n{stdout[-3000:]}\n{stderr[-3000:]}"
         outputs.append(stdout)
     return root, outputs
@@ -78,6 +79,22 @@ def test_demo_writes_checkpoints_logs_and_events(demo):
             assert 'train/loss' in events.Tags()['scalars']
         assert f"tensorboard --logdir {run}\n" in stdout
         assert f"Pre-trained encoder: {run / 'pretrain' / 'checkpoint-last.pth'}\n" in stdout
+
+
+@pytest.mark.slow
+def test_demo_measures_knn_and_draws_the_pictures(demo):
+    _, outputs = demo
+    for stdout in outputs:
+        run = run_folder(stdout)
+        pretrain_log = [json.loads(line) for line in (run / 'pretrain' / 'log.txt').read_text().splitlines()]
+        assert 0 <= pretrain_log[-1]['knn_acc1'] <= 100
+        for name, folder in (('MAMP encoder', 'knn'), ('random init encoder', 'knn_random')):
+            result = json.loads((run / folder / 'knn.json').read_text())
+            assert re.search(rf"\n{name}\s+{result['knn_acc1']:.2f}\s+{result['knn_acc5']:.2f}\s", stdout), stdout
+        for picture in ('masking.png', 'tsne.png', 'confusion.png'):
+            assert str(run / 'pictures' / picture) in stdout
+            pixels = matplotlib.image.imread(run / 'pictures' / picture)
+            assert min(pixels.shape[:2]) > 200 and pixels.std() > 0
 
 
 @pytest.mark.slow

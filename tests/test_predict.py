@@ -72,7 +72,7 @@ def test_raw_pku_videos_give_the_logits_of_evaluation_on_their_npz(tmp_path):
     rows = list(csv.DictReader((tmp_path / 'p.csv').open()))
     assert [r['name'] for r in rows] == names and rows[0]['action'] == predict.action_names('pku')[labels[0]]
     video = sorted((raw / 'skeleton').glob('*.txt'))[0]
-    k, label, start, end = pku.read_labels(raw / 'label' / video.name)[2]
+    k, label, start, end, _ = pku.read_labels(raw / "label" / video.name)[2]
     with one_thread():
         clip, clip_logits, clip_labels = predict.main(['--checkpoint', str(checkpoint), str(video), '--start',
                                                        str(start), '--end', str(end)])

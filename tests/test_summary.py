@@ -47,3 +47,18 @@ def test_mean_and_standard_deviation_of_the_best_over_repeats(tmp_path, capsys):
     assert len(table) == 4
     # best top-1 60, 62, 64: mean 62, sample standard deviation sqrt(((-2)^2 + 0 + 2^2) / 2) = 2
     assert mean == 'best top-1 over 3 run(s): mean 62.00, standard deviation 2.00'
+
+
+def test_knn_rows_from_knn_json(tmp_path, capsys):
+    a = write_log(tmp_path / 'a', [50.0])
+    for name, acc1 in (('knn', 71.25), ('knn_random', 40.5)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / 'knn.json').write_text(json.dumps({'knn_acc1': acc1, 'knn_acc5': 90.0, 'knn_k': 20,
+                                                              'knn_t': 0.07}))
+    summary.main([f'probe={a}', '--knn', f"MAMP encoder={tmp_path / 'knn'}", f"random={tmp_path / 'knn_random'}"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == '' and lines[3].split() == ['kNN', 'of', 'the', 'frozen', 'encoder', 'top-1', 'top-5', 'k,', 't']
+    assert lines[4].split() == ['MAMP', 'encoder', '71.25', '90.00', '20,', '0.07']
+    assert lines[5].split() == ['random', '40.50', '90.00', '20,', '0.07']
+    with pytest.raises(SystemExit, match="knn.json not found"):
+        summary.main([f'probe={a}', '--knn', f'x={a}'])

@@ -68,17 +68,22 @@ def action_names(dataset):
     return DATASETS[dataset]
 
 
-def dataset_of(data_path=None, num_classes=None):
-    """The dataset of a data file (by its name: NTU60_*, NTU120_*, PKUv1_*, PKUv2_*), else of a class count.
-
-    Fails with one line when neither tells: e.g. 13 classes, or a file named otherwise with a count that is
-    no dataset's.
-    """
+def guess_dataset(data_path=None, num_classes=None):
+    """The dataset of a data file (by its name: NTU60_*, NTU120_*, PKUv1_*, PKUv2_*), else of a class count;
+    None when neither tells."""
     name = Path(data_path).name.lower() if data_path else ''
     for prefix, dataset in (('ntu120', 'ntu120'), ('ntu60', 'ntu60'), ('pku', 'pku')):
         if name.startswith(prefix):
             return dataset
-    if num_classes in BY_CLASS_COUNT:
-        return BY_CLASS_COUNT[num_classes]
+    return BY_CLASS_COUNT.get(num_classes)
+
+
+def dataset_of(data_path=None, num_classes=None):
+    """guess_dataset, failing with one line when neither the name nor the count tells: e.g. 13 classes, or a
+    file named otherwise with a count that is no dataset's.
+    """
+    dataset = guess_dataset(data_path, num_classes)
+    if dataset is not None:
+        return dataset
     fail(f"cannot tell the dataset of {data_path or 'the data'} with {num_classes} classes for the action names "
          f"(NTU-60 has 60, NTU-120 120, PKU-MMD 51)")

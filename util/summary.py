@@ -4,6 +4,7 @@
 
 prints, for each NAME=OUTPUT_DIR, the best top-1 (and its epoch) and the last epoch's top-1, in %; with
 --mean, also the mean and standard deviation of the best top-1 over the runs (repeats of one setting).
+`--knn NAME=OUTPUT_DIR ...` (main_knn.py runs) also their kNN top-1 and top-5 from knn.json.
 """
 import argparse
 import json
@@ -54,6 +55,21 @@ def format_mean(rows):
     return f"best top-1 over {len(best)} run(s): mean {statistics.mean(best):.2f}, standard deviation {std:.2f}"
 
 
+def knn_table(rows):
+    """rows: [(name, output_dir of main_knn.py)] -> kNN top-1 / top-5 of each, read from its knn.json."""
+    results = []
+    for name, output_dir in rows:
+        path = Path(output_dir) / 'knn.json'
+        if not path.is_file():
+            raise SystemExit(f"error: {path} not found (expected the output of main_knn.py)")
+        results.append((name, json.loads(path.read_text())))
+    width = max(len('kNN of the frozen encoder'), *(len(name) for name, _ in results))
+    lines = [f"{'kNN of the frozen encoder':<{width}}  {'top-1':>6}  {'top-5':>6}  k, t"]
+    for name, r in results:
+        lines.append(f"{name:<{width}}  {r['knn_acc1']:>6.2f}  {r['knn_acc5']:>6.2f}  {r['knn_k']}, {r['knn_t']:g}")
+    return '\n'.join(lines)
+
+
 def parse_run(text):
     name, sep, output_dir = text.rpartition('=')
     if not sep or not name:
@@ -66,11 +82,16 @@ def main(argv=None):
     parser.add_argument('runs', nargs='+', type=parse_run, metavar='NAME=OUTPUT_DIR',
                         help='a row name and the output_dir (holding log.txt) of a run')
     parser.add_argument('--mean', action='store_true', help='also the mean and standard deviation of the best top-1')
+    parser.add_argument('--knn', nargs='+', type=parse_run, default=[], metavar='NAME=OUTPUT_DIR',
+                        help='a row name and the output_dir (holding knn.json) of a main_knn.py run')
     args = parser.parse_args(argv)
     rows = [(name, summarize(output_dir)) for name, output_dir in args.runs]
     print(format_table(rows))
     if args.mean:
         print(format_mean(rows))
+    if args.knn:
+        print()
+        print(knn_table(args.knn))
 
 
 if __name__ == '__main__':
