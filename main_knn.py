@@ -24,6 +24,7 @@ def main(args):
         path = Path(args.output_dir) / 'knn.json'
         misc.atomic_write(path, lambda tmp: tmp.write_text(json.dumps(stats) + '\n'))
         print(f"Wrote {path}")
+    misc.release_output_dirs()
     dist.cleanup()
     return stats
 

@@ -286,7 +286,10 @@ def test_official_feeder_vectors():
         for k, (index, seed) in enumerate(zip(indices, seeds)):
             np.random.seed(seed)
             torch.manual_seed(seed)
-            np.testing.assert_array_equal(feeder[index][0], vectors[f"{split}_random"][k].numpy())
+            # the rotation is a float32 matrix product: its last bit depends on the CPU's kernel (AVX2 or
+            # AVX-512), so it is compared to 1e-6; the crop and the resampling above are bit for bit
+            np.testing.assert_allclose(feeder[index][0], vectors[f"{split}_random"][k].numpy(), rtol=1e-6,
+                                       atol=1e-6)
 
 
 def test_memory_mapping(tmp_path):

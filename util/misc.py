@@ -181,6 +181,13 @@ def lock_output_dir(output_dir):
     _locks[lock] = fd
 
 
+def release_output_dirs():
+    """Give up the locks this process holds (at the end of a run, so that a later run in the same process or
+    another process may use the folder)."""
+    while _locks:
+        os.close(_locks.popitem()[1])
+
+
 def eval_only(args):
     """True for --eval (the classification entry points): evaluate a checkpoint, no training."""
     return getattr(args, 'eval', False)

@@ -220,5 +220,6 @@ def run(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None
     if log_writer is not None:
         log_writer.close()
     print(f"Training time {time.strftime('%H:%M:%S', time.gmtime(time.time() - start_time))}")
+    misc.release_output_dirs()
     dist.cleanup()
     return stats
