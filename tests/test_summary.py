@@ -37,3 +37,16 @@ def test_errors_name_the_file(tmp_path):
         summary.summarize(pretrain)
     with pytest.raises(SystemExit):
         summary.main(['no-name-given'])
+
+
+def test_runs_under_one_name_are_pooled(tmp_path, capsys):
+    seeds = [write_log(tmp_path / f'seed{i}', accuracies) for i, accuracies in
+             enumerate([[20.0, 50.0, 40.0], [30.0, 45.0], [10.0, 70.0]])]
+    single = write_log(tmp_path / 'single', [12.5])
+    summary.main([f'probe={seeds[0]}', f'random={single}', f'probe={seeds[1]}', f'probe={seeds[2]}'])
+    header, probe, random = capsys.readouterr().out.splitlines()
+    assert header.split() == ['run', 'runs', 'last', 'top-1', 'mean', '+-', 'sd', '(min-max)', 'best', 'top-1', 'mean']
+    # last top-1 40, 45, 70: mean 51.67, sample sd sqrt(((40-51.67)^2 + (45-51.67)^2 + (70-51.67)^2) / 2) = 16.07
+    assert probe.split() == ['probe', '3', '51.67', '+-', '16.07', '(40.00-70.00)', '55.00']
+    assert random.split() == ['random', '1', '12.50', '+-', '0.00', '(12.50-12.50)', '12.50']
+    assert len({len(header), len(probe), len(random)}) == 1

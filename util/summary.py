@@ -2,10 +2,13 @@
 
     python -m util.summary "linear probe after MAMP=output/linear" "fine-tune after MAMP=output/finetune"
 
-prints, for each NAME=OUTPUT_DIR, the best top-1 (and its epoch) and the last epoch's top-1, in %.
+prints, for each NAME=OUTPUT_DIR, the best top-1 (and its epoch) and the last epoch's top-1, in %. Runs given
+under the same NAME (e.g. one per seed) are pooled into one row: the mean, the sample standard deviation and
+the range of their last top-1, and the mean of their best top-1.
 """
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 
@@ -45,6 +48,26 @@ def format_table(rows):
     return '\n'.join(lines)
 
 
+def pool(summaries):
+    """{'runs', 'last', 'last_sd', 'last_min', 'last_max', 'best'} over the summarize(...) of several runs."""
+    last = [s['last'] for s in summaries]
+    return {'runs': len(last), 'last': statistics.mean(last), 'last_sd': statistics.stdev(last) if len(last) > 1
+            else 0.0, 'last_min': min(last), 'last_max': max(last),
+            'best': statistics.mean(s['best'] for s in summaries)}
+
+
+def format_pooled_table(rows):
+    """rows: [(name, pool(...))] -> the table as text, one line per name under a header."""
+    width = max(len('run'), *(len(name) for name, _ in rows))
+    lines = [f"{'run':<{width}}  {'runs':>4}  {'last top-1 mean +- sd':>21}  {'(min-max)':>13}  "
+             f"{'best top-1 mean':>15}"]
+    for name, p in rows:
+        spread = f"({p['last_min']:.2f}-{p['last_max']:.2f})"
+        lines.append(f"{name:<{width}}  {p['runs']:>4}  {p['last']:>12.2f} +- {p['last_sd']:>5.2f}  {spread:>13}  "
+                     f"{p['best']:>15.2f}")
+    return '\n'.join(lines)
+
+
 def parse_run(text):
     name, sep, output_dir = text.rpartition('=')
     if not sep or not name:
@@ -55,9 +78,16 @@ def parse_run(text):
 def main(argv=None):
     parser = argparse.ArgumentParser('python -m util.summary', description=__doc__.strip().splitlines()[0])
     parser.add_argument('runs', nargs='+', type=parse_run, metavar='NAME=OUTPUT_DIR',
-                        help='a row name and the output_dir (holding log.txt) of a run')
+                        help='a row name and the output_dir (holding log.txt) of a run; runs under the same '
+                             'name are pooled')
     args = parser.parse_args(argv)
-    print(format_table([(name, summarize(output_dir)) for name, output_dir in args.runs]))
+    groups = {}
+    for name, output_dir in args.runs:
+        groups.setdefault(name, []).append(summarize(output_dir))
+    if len(groups) == len(args.runs):
+        print(format_table([(name, runs[0]) for name, runs in groups.items()]))
+    else:
+        print(format_pooled_table([(name, pool(runs)) for name, runs in groups.items()]))
 
 
 if __name__ == '__main__':
