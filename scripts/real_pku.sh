@@ -12,12 +12,12 @@
 #   DEVICE       auto (default: cuda when available), cpu or cuda
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
+source "$REPO/scripts/run_folder.sh"
+RUN=$(new_run_folder "${OUTPUT_ROOT:-$REPO/real_pku_output}")  # OUTPUT_ROOT relative to the caller
 cd "$REPO"
-source scripts/run_folder.sh
 RAW_DIR=${RAW_DIR:-data/pku_raw/v1}
 SEED=${SEED:-0}
 DEVICE=${DEVICE:-auto}
-RUN=$(new_run_folder "${OUTPUT_ROOT:-$REPO/real_pku_output}")
 echo "MAMP on the PKU-MMD Phase I recordings in $RAW_DIR, seed $SEED: writing to $RUN"
 
 stage() {  # stage BENCHMARK NAME ENTRY CONFIG [FLAGS...]: one training run, its console output in its folder
