@@ -28,8 +28,7 @@ missing from skeleton/ simply do not occur (0060-L and 0247-0250 are in neither 
 confidence is 0, 1 or 2 (9 lines of 0) and every line is kept, as in the published script; coordinates
 are the camera's, in metres (depth about 1.8 to 3.3 m), and stay uncentred; in the two-person videos the
 second body is present in nearly every frame, and where none is tracked its 75 values are zeros (68
-instances). Every instance ends
-inside its video and is 21 to 263 frames long, so none is cut at 300.
+instances). Every instance ends inside its video and is 21 to 263 frames long, so none is cut at 300.
 """
 import argparse
 import os
