@@ -1,5 +1,9 @@
-"""Pre-training epoch: the masked motion prediction loss of MAMP (or the joint reconstruction loss of MAE)."""
-from util import engine
+"""Pre-training epoch: the masked motion prediction loss of MAMP (or the joint reconstruction loss of MAE), and
+the monitor that shows what the encoder learns (kNN accuracy, the masking figure)."""
+import torch
+
+from util import data, dist, engine, figures, knn
+from util.config import fail
 
 
 def train_one_epoch(model, data_loader, optimizer, device, epoch, loss_scaler, args, log_writer=None,
@@ -12,3 +16,37 @@ def train_one_epoch(model, data_loader, optimizer, device, epoch, loss_scaler, a
 
     return engine.train_one_epoch(model, compute_loss, data_loader, optimizer, device, epoch, loss_scaler, args,
                                   log_writer, augment)
+
+
+class Monitor:
+    """The runner's after_epoch hook: every args.knn_every epochs and after the last, the kNN accuracy of the
+    encoder (log.txt knn_acc1 / knn_acc5 / knn_time, TensorBoard knn/*); every args.vis_every epochs and after
+    the last, the masking figure of the first test sample (centre crop) to TensorBoard ('masking')."""
+
+    def __init__(self, args):
+        for flag in ('knn_every', 'vis_every'):
+            if getattr(args, flag) < 0:
+                fail(f"--{flag} {getattr(args, flag)}: expected a number of epochs, or 0 for off")
+        self.args, self.knn, self.sample = args, None, None
+
+    def due(self, every, epoch):
+        return every > 0 and ((epoch + 1) % every == 0 or epoch + 1 == self.args.epochs)
+
+    def __call__(self, model, epoch, device, log_writer, **_):
+        args, stats = self.args, {}
+        if self.due(args.knn_every, epoch):
+            self.knn = self.knn or knn.KNN(args)
+            stats = {f'knn_{k}': v for k, v in self.knn(model, device).items()}
+            if log_writer is not None:
+                for key in ('acc1', 'acc5', 'time'):
+                    log_writer.add_scalar(f'knn/{key}', stats[f'knn_{key}'], epoch)
+        if self.due(args.vis_every, epoch) and dist.is_main_process():
+            if self.sample is None:
+                key, _, test = knn.feeder_settings(args)
+                self.sample = torch.from_numpy(data.build_dataset(args, key, **test)[0][0])[None]
+            x = self.sample.to(device)
+            rows = {f'motion-aware (tau {args.motion_aware_tau:g})': figures.masking_arrays(
+                        model, x, args.mask_ratio, args.motion_aware_tau, args.motion_stride),
+                    'random (tau 0)': figures.masking_arrays(model, x, args.mask_ratio, 0., args.motion_stride)}
+            log_writer.add_figure('masking', figures.masking_figure(rows, f'epoch {epoch}: test sample 0'), epoch)
+        return stats

@@ -17,7 +17,8 @@ def make_optimizer(model, args):
 
 
 def main(args):
-    return runner.run(args, engine_pretrain.train_one_epoch, make_optimizer)
+    return runner.run(args, engine_pretrain.train_one_epoch, make_optimizer,
+                      after_epoch=engine_pretrain.Monitor(args))
 
 
 if __name__ == '__main__':

@@ -30,7 +30,7 @@ def get_args_parser(protocol):
                                                  f'below override it.')
     bool_flag = argparse.BooleanOptionalAction
     parser.add_argument('--config', required=True, help='YAML config, e.g. config/ntu60_xsub/%s.yaml' % {
-        'pretrain': 'pretrain_mamp', 'linprobe': 'linear', 'finetune': 'finetune'}[protocol])
+        'pretrain': 'pretrain_mamp', 'linprobe': 'linear', 'finetune': 'finetune', 'knn': 'linear'}[protocol])
     parser.add_argument('--opts', nargs='+', default=[], metavar='KEY=VALUE',
                         help='override config values, dotted for nested ones (model_args.depth=4)')
     parser.add_argument('--data_path', default=None, help='data file for both the train and the test feeder')
@@ -52,7 +52,7 @@ def get_args_parser(protocol):
         g.add_argument('--mask_ratio', type=float, default=0.9, help='fraction of tokens masked')
         g.add_argument('--motion_stride', type=int, default=1, help='frame distance of the motion target')
         g.add_argument('--motion_aware_tau', type=float, default=0.8,
-                       help='temperature of the motion-aware masking (0: uniform random masking)')
+                         help='temperature of the motion-aware masking (0: uniform random masking)')
     if protocol == 'finetune':
         g.add_argument('--layer_decay', type=float, default=0.75, help='layer-wise lr decay')
         g.add_argument('--smoothing', type=float, default=0.1, help='label smoothing')
@@ -76,6 +76,18 @@ def get_args_parser(protocol):
     g.add_argument('--save_every', type=int, default=20, help='keep checkpoint-<epoch>.pth every this many '
                                                              'epochs (checkpoint-last.pth is written every epoch)')
     g.add_argument('--print_freq', type=int, default=20, help='log the training loss every this many steps')
+    if protocol in ('pretrain', 'knn'):
+        knn = parser.add_argument_group('kNN evaluation (util/knn.py)')
+        knn.add_argument('--k', '--knn_k', dest='knn_k', type=int, default=20, help='neighbours that vote')
+        knn.add_argument('--t', '--knn_t', dest='knn_t', type=float, default=0.07,
+                         help='temperature: a neighbour votes with weight exp(cosine similarity / t)')
+        knn.add_argument('--knn_max_train', type=int, default=0,
+                         help='at most this many training samples in the bank, a fixed subset (0: all)')
+    if protocol == 'pretrain':
+        knn.add_argument('--knn_every', type=int, default=0,
+                         help='kNN evaluation of the encoder every this many epochs and after the last (0: off)')
+        g.add_argument('--vis_every', type=int, default=0, help='masking figure of a fixed test sample to '
+                                                                'TensorBoard every this many epochs and after the last (0: off)')
     if protocol != 'pretrain':
         g.add_argument('--finetune', default='', help='pre-training checkpoint to start from (ours or official)')
         g.add_argument('--eval', action=bool_flag, default=False,

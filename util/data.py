@@ -10,19 +10,20 @@ from util import dist
 from util.config import fail, import_class
 
 
-def build_dataset(args, key):
-    """The feeder of the config (`args.feeder`) built with `getattr(args, key)`, e.g. 'train_feeder_args'.
+def build_dataset(args, key, **overrides):
+    """The feeder of the config (`args.feeder`) built with `getattr(args, key)`, e.g. 'train_feeder_args',
+    whose entries `overrides` replace (e.g. the split and the crop of the kNN bank).
 
     Fails with one line when the data file is missing or when the model's number of classes differs from
     the file's. With --gpu_aug the train feeder returns full-length sequences for `batch_augmenter`.
     """
-    feeder_args = dict(getattr(args, key))
+    feeder_args = {**getattr(args, key), **overrides}
     feeder_args.setdefault('split', 'train' if key == 'train_feeder_args' else 'test')
     path = feeder_args.get('data_path')
     if path is None or not Path(path).is_file():
         fail(f"data file {path} not found ({key}.data_path in {args.config}): prepare the data as the README "
              f"says, or give its path with --data_path")
-    if key == 'train_feeder_args' and args.gpu_aug:
+    if key == 'train_feeder_args' and args.gpu_aug and not overrides:
         feeder_args['batch_augment'] = True
     try:
         dataset = import_class(args.feeder, f"{args.config}: feeder")(**feeder_args)

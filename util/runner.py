@@ -84,13 +84,16 @@ def trim_log(args):
     tmp.replace(path)
 
 
-def run(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None):
+def run(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None, after_epoch=None):
     """Train (or with --eval only evaluate) as configured by `args`; returns the last stats.
 
     train_one_epoch(model=, data_loader=, optimizer=, device=, epoch=, loss_scaler=, args=, log_writer=,
     augment=) -> dict of train stats. make_optimizer(model, args) builds the optimiser over the model on its
     device. evaluate(data_loader, model, device, args) -> dict with acc1 / acc5 / loss (classification only).
     prepare_model(model) adapts the built model before it moves to the device (e.g. freezing).
+    after_epoch(model=, epoch=, device=, log_writer=, loader_val=) runs on every rank after each epoch's
+    evaluation with the model without DDP (e.g. a kNN monitor, pictures for TensorBoard; log_writer is None
+    but on rank 0) and returns a dict added to the epoch's log.txt line.
     """
     device = setup(args)
     dataset_train = data.build_dataset(args, 'train_feeder_args')
@@ -146,6 +149,9 @@ def run(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None
             print(f"Epoch {epoch}: accuracy on the {test_stats['num_samples']} test samples {test_stats['acc1']:.2f}% "
                   f"(best {best['best_acc1']:.2f}% at epoch {best['best_epoch']})")
         print(f"Epoch {epoch}: train loss {train_stats['loss']:.4f}, {train_stats['samples_per_s']:.1f} samples/s")
+        if after_epoch is not None:
+            stats.update(after_epoch(model=model_without_ddp, epoch=epoch, device=device, log_writer=log_writer,
+                                     loader_val=loader_val))
         if log_writer is not None:
             for tag, value in scalars.items():
                 log_writer.add_scalar(tag, value, epoch)

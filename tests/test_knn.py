@@ -1,0 +1,80 @@
+"""kNN evaluation (util/knn.py, main_knn.py): the vote against NumPy, the pooled features against the linear
+probe's, one process against two, and the one-line errors."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model_transformer import SkeletonTransformer
+from train_fixtures import TINY_ENCODER, run_entry
+from util.knn import PooledFeatures, bank_subset, knn_topk
+
+
+def numpy_knn_top1(bank, bank_labels, queries, num_classes, k, t):
+    """Weighted kNN, one query at a time: the k most similar bank rows vote exp(sim / t) for their class."""
+    predictions = []
+    for q in queries:
+        sim = bank @ q
+        nearest = np.argsort(-sim)[:k]
+        votes = np.zeros(num_classes)
+        np.add.at(votes, bank_labels[nearest], np.exp(sim[nearest] / t))
+        predictions.append(votes.argmax())
+    return np.array(predictions)
+
+
+def test_knn_vote_equals_numpy_in_chunks():
+    rng = np.random.default_rng(0)
+    bank = rng.normal(size=(200, 16)).astype(np.float32)
+    bank /= np.linalg.norm(bank, axis=1, keepdims=True)
+    queries = rng.normal(size=(37, 16)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    labels = rng.integers(0, 7, 200)
+    expected = numpy_knn_top1(bank, labels, queries, 7, k=10, t=0.1)
+    # 4 * 200 * 5 bytes: chunks of 5 queries, the last one of 2
+    top, chunk_bytes = knn_topk(torch.from_numpy(bank), torch.from_numpy(labels), torch.from_numpy(queries), 7,
+                                k=10, t=0.1, max_bytes=4 * 200 * 5)
+    assert top.shape == (37, 5)
+    np.testing.assert_array_equal(top[:, 0].numpy(), expected)
+    assert 4 * 200 * 5 <= chunk_bytes < 4 * 200 * 6
+    assert len(set(top[:, 0].tolist())) > 1
+
+
+def test_pooled_features_are_what_the_linear_probe_sees():
+    torch.manual_seed(0)
+    model = SkeletonTransformer(**TINY_ENCODER).eval()
+    x = torch.randn(3, 3, 24, 25, 2)
+    with torch.no_grad():
+        expected = F.normalize(model.forward_features(x).mean(dim=(1, 2, 3)), dim=1)
+        torch.testing.assert_close(PooledFeatures(model)(x), expected)
+
+
+def test_bank_subset_is_fixed_and_bounded():
+    np.testing.assert_array_equal(bank_subset(10, 0), np.arange(10))
+    subset = bank_subset(100, 30)
+    assert len(subset) == 30 and len(set(subset)) == 30 and subset.max() < 100
+    np.testing.assert_array_equal(subset, bank_subset(100, 30))
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_one_process_result(work, tmp_path):
+    results = []
+    for nproc in (None, 2):
+        out = tmp_path / f'nproc{nproc}'
+        run_entry('main_knn.py', '--config', work['linear'], '--output_dir', out, '--k', 5, '--knn_max_train',
+                  20, nproc=nproc, timeout=240)
+        results.append(json.loads((out / 'knn.json').read_text()))
+    one, two = results
+    assert one['knn_acc1'] == pytest.approx(two['knn_acc1'])
+    assert one['knn_acc5'] == pytest.approx(two['knn_acc5'])
+    assert 0 < one['knn_acc1'] <= 100 and one['knn_k'] == 5
+
+
+def test_knn_bad_input_is_one_line(work, tmp_path):
+    for flags, words in ((['--k', '0'], '--k 0'), (['--finetune', tmp_path / 'missing.pth'], 'missing.pth')):
+        result = run_entry('main_knn.py', '--config', work['linear'], '--output_dir', tmp_path, *flags,
+                           check=False, timeout=120)
+        assert result.returncode == 1
+        assert result.stderr.strip().count('\n') == 0 and words in result.stderr, result.stderr
+        assert not (tmp_path / 'knn.json').exists()

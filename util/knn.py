@@ -1,0 +1,115 @@
+"""Weighted k-nearest-neighbour evaluation of a frozen encoder, as common in self-supervised learning.
+
+Features: the encoder's tokens mean-pooled over bodies, time and joints (what the linear probe's head sees,
+before its BatchNorm and Linear), L2-normalised. Each test sample's k nearest training samples by cosine
+similarity vote for their class with weight exp(similarity / t); top-1 / top-5 are the classes with the most
+votes. Train bank and test queries are both read with the val feeder settings (centre crop, no rotation).
+"""
+import argparse
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from engine_finetune import predict
+from util import data, dist
+from util.config import fail
+
+CENTRE_CROP = {'p_interval': [0.95], 'random_rot': False}  # the val feeder settings of the published configs
+
+
+class PooledFeatures(nn.Module):
+    """(N, C, T, V, M) -> (N, dim_feat): the encoder's tokens averaged over bodies, time and joints (as
+    LinearHead averages them), L2-normalised. `encoder` is any SkeletonEncoder (classifier or MAMP)."""
+
+    def __init__(self, encoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x):
+        tokens = self.encoder.encode(self.encoder.embed(x))  # (N*M, L, dim_feat)
+        return F.normalize(tokens.reshape(x.shape[0], -1, tokens.shape[-1]).mean(dim=1), dim=1)
+
+
+def knn_topk(bank, bank_labels, queries, num_classes, k=20, t=0.07, max_bytes=2 ** 28):
+    """The 5 classes (or fewer) with the most votes for each query, best first: (Q, min(5, num_classes)) int64,
+    and the peak bytes of the chunk buffers.
+
+    bank (N, D) and queries (Q, D) are L2-normalised rows, bank_labels (N,). Queries go in chunks of R rows so
+    that the (R, N) similarity block stays within `max_bytes`: never the whole (Q, N) matrix.
+    """
+    k = min(k, len(bank))
+    rows = max(1, min(len(queries), max_bytes // (4 * len(bank))))
+    top = []
+    for start in range(0, len(queries), rows):
+        sim = queries[start:start + rows] @ bank.T  # (R, N) cosine similarities
+        top_sim, top_index = sim.topk(k, dim=1)
+        votes = torch.zeros(len(sim), num_classes, device=sim.device)
+        votes.scatter_add_(1, bank_labels[top_index], (top_sim / t).exp())
+        top.append(votes.topk(min(5, num_classes), dim=1).indices)
+    chunk_bytes = rows * (4 * len(bank) + 12 * k + 4 * num_classes)  # similarities, top-k values and indices, votes
+    return torch.cat(top) if top else torch.empty(0, 5, dtype=torch.int64), chunk_bytes
+
+
+def feeder_settings(args):
+    """(config key, bank overrides, query overrides): a classification config's val_feeder_args on the train
+    and the test split; a pre-training config has only train_feeder_args, read with the centre crop."""
+    if hasattr(args, 'val_feeder_args'):
+        return 'val_feeder_args', {'split': 'train'}, {'split': 'test'}
+    return 'train_feeder_args', {**CENTRE_CROP, 'split': 'train'}, {**CENTRE_CROP, 'split': 'test'}
+
+
+def bank_subset(num_samples, max_train, seed=0):
+    """Sorted indices of the bank: all samples, or `max_train` of them drawn with a fixed seed (the same on
+    every rank and in every epoch)."""
+    if not max_train or max_train >= num_samples:
+        return np.arange(num_samples)
+    return np.sort(np.random.default_rng(seed).choice(num_samples, max_train, replace=False))
+
+
+class KNN:
+    """kNN evaluation on the data of a config: `KNN(args)(encoder, device)` -> {'acc1', 'acc5', 'time'}.
+
+    Each rank encodes its shard of the bank and of the queries; the features are gathered, each rank then
+    classifies its shard of the queries and the hits are summed, so every test sample counts exactly once.
+    """
+
+    def __init__(self, args):
+        key, bank_args, query_args = feeder_settings(args)
+        self.bank = data.build_dataset(args, key, **bank_args)
+        self.queries = data.build_dataset(args, key, **query_args)
+        self.bank_index = bank_subset(len(self.bank), args.knn_max_train)
+        self.k, self.t, self.amp = args.knn_k, args.knn_t, args.amp
+        self.loader_options = dict(batch_size=args.batch_size, num_workers=args.num_workers,
+                                   pin_memory=args.pin_mem)
+        if self.k < 1 or self.t <= 0:
+            fail(f"--k {self.k} --t {self.t}: kNN needs k >= 1 neighbours and a temperature t > 0")
+
+    def features(self, encoder, dataset, index, device):
+        """Pooled features (len(index), D) and labels of dataset[index], every rank encoding a shard."""
+        shard = index[dist.get_rank()::dist.get_world_size()].tolist()
+        loader = DataLoader(dataset, sampler=shard, **self.loader_options)
+        feats, labels = predict(loader, encoder, device, argparse.Namespace(amp=self.amp, dist_eval=True))
+        return feats[index], labels[index]
+
+    @torch.no_grad()
+    def __call__(self, encoder, device):
+        start = time.time()
+        encoder = PooledFeatures(encoder)
+        bank, bank_labels = self.features(encoder, self.bank, self.bank_index, device)
+        queries, labels = self.features(encoder, self.queries, np.arange(len(self.queries)), device)
+        rank, world = dist.get_rank(), dist.get_world_size()
+        mine = slice(rank, None, world)
+        top, chunk_bytes = knn_topk(bank.to(device), bank_labels.to(device), queries[mine].to(device),
+                                    self.bank.num_classes, self.k, self.t)
+        hits = top.cpu().eq(labels[mine, None])
+        totals = torch.tensor([hits[:, 0].sum(), hits.any(dim=1).sum()], dtype=torch.float64, device=device)
+        top1, top5 = dist.all_reduce_sum(totals).tolist()
+        elapsed = time.time() - start
+        print(f"kNN (k={self.k}, t={self.t}): bank {tuple(bank.shape)}, {len(labels)} test samples, "
+              f"peak extra memory of the similarity chunks {chunk_bytes / 2 ** 20:.2f} MB: top-1 {100 * top1 / len(labels):.2f}%, "
+              f"top-5 {100 * top5 / len(labels):.2f}% in {elapsed:.1f} s")
+        return {'acc1': 100 * top1 / len(labels), 'acc5': 100 * top5 / len(labels), 'time': elapsed}
