@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # MAMP on real recordings, on 2 CPU cores (GPU when present): the PKU-MMD Phase I videos in RAW_DIR -> the
 # PKU-MMD preprocessing (cross-subject and cross-view) -> for each benchmark: MAMP pre-training, the MAE
-# baseline pre-trained with the same budget, linear probes of both and of a randomly initialised encoder,
-# fine-tuning after MAMP and training from scratch with the same budget -> a table of the test accuracies.
+# baseline pre-trained with the same budget, linear probes and kNN evaluations of both and of a randomly
+# initialised encoder, fine-tuning after MAMP and training from scratch with the same budget -> a table of
+# the test accuracies.
 # Models and schedules: config/real_pku/*.yaml. Each run writes a fresh folder OUTPUT_ROOT/<date>-<time>:
 # data/ (the arrays), and per benchmark XSub/, XView/ one output folder per stage with its log.txt,
 # checkpoints, TensorBoard events, config.yaml and <stage>.log (the stage's console output, kept quiet here).
@@ -44,10 +45,13 @@ for b in "${BENCHMARKS[@]}"; do
   stage "$b" pretrain_mamp main_pretrain.py pretrain_mamp
   stage "$b" linear_mamp main_linprobe.py linear --finetune "$RUN/$b/pretrain_mamp/checkpoint-last.pth"
   stage "$b" linear_random main_linprobe.py linear
+  stage "$b" knn_mamp main_knn.py linear --finetune "$RUN/$b/pretrain_mamp/checkpoint-last.pth"
+  stage "$b" knn_random main_knn.py linear
 done
 for b in "${BENCHMARKS[@]}"; do
   stage "$b" pretrain_mae main_pretrain.py pretrain_mae
   stage "$b" linear_mae main_linprobe.py linear --finetune "$RUN/$b/pretrain_mae/checkpoint-last.pth"
+  stage "$b" knn_mae main_knn.py linear --finetune "$RUN/$b/pretrain_mae/checkpoint-last.pth"
 done
 for b in "${BENCHMARKS[@]}"; do
   stage "$b" finetune_mamp main_finetune.py finetune --finetune "$RUN/$b/pretrain_mamp/checkpoint-last.pth"
@@ -57,8 +61,9 @@ done
 rows=()
 for b in "${BENCHMARKS[@]}"; do
   rows+=("$b linear probe after MAMP=$RUN/$b/linear_mamp" "$b linear probe after MAE=$RUN/$b/linear_mae"
-         "$b linear probe from random init=$RUN/$b/linear_random" "$b fine-tune after MAMP=$RUN/$b/finetune_mamp"
-         "$b from scratch=$RUN/$b/scratch")
+         "$b linear probe from random init=$RUN/$b/linear_random" "$b kNN after MAMP=$RUN/$b/knn_mamp"
+         "$b kNN after MAE=$RUN/$b/knn_mae" "$b kNN from random init=$RUN/$b/knn_random"
+         "$b fine-tune after MAMP=$RUN/$b/finetune_mamp" "$b from scratch=$RUN/$b/scratch")
 done
 echo
 echo "Test top-1 accuracy (%), PKU-MMD Phase I recordings in $RAW_DIR, seed $SEED:"

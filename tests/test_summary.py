@@ -50,3 +50,20 @@ def test_runs_under_one_name_are_pooled(tmp_path, capsys):
     assert probe.split() == ['probe', '3', '51.67', '+-', '16.07', '(40.00-70.00)', '55.00']
     assert random.split() == ['random', '1', '12.50', '+-', '0.00', '(12.50-12.50)', '12.50']
     assert len({len(header), len(probe), len(random)}) == 1
+
+
+def test_knn_folder_gives_its_top1(tmp_path, capsys):
+    knn = tmp_path / 'knn'
+    knn.mkdir()
+    (knn / 'knn.json').write_text(json.dumps({'knn_acc1': 71.25, 'knn_acc5': 90.0, 'knn_k': 20}) + '\n')
+    probe = write_log(tmp_path / 'probe', [50.0, 60.0])
+    summary.main([f'kNN={knn}', f'probe={probe}'])
+    _, row_knn, row_probe = capsys.readouterr().out.splitlines()
+    assert row_knn.split() == ['kNN', '71.25', '71.25', '-']
+    assert row_probe.split() == ['probe', '60.00', '(1)', '60.00', '2']
+    summary.main([f'kNN={knn}', f'kNN={knn}'])
+    assert capsys.readouterr().out.splitlines()[1].split() == ['kNN', '2', '71.25', '+-', '0.00', '(71.25-71.25)',
+                                                                 '71.25']
+    (knn / 'knn.json').write_text('{"knn_acc5": 90.0}\n')
+    with pytest.raises(SystemExit, match="knn.json: expected the JSON object of main_knn.py with knn_acc1"):
+        summary.summarize(knn)

@@ -2,7 +2,8 @@
 
     python -m util.summary "linear probe after MAMP=output/linear" "fine-tune after MAMP=output/finetune"
 
-prints, for each NAME=OUTPUT_DIR, the best top-1 (and its epoch) and the last epoch's top-1, in %. Runs given
+prints, for each NAME=OUTPUT_DIR, the best top-1 (and its epoch) and the last epoch's top-1, in %; the folder
+of a kNN evaluation (knn.json of main_knn.py) gives its one top-1 as both. Runs given
 under the same NAME (e.g. one per seed) are pooled into one row: the mean, the sample standard deviation and
 the range of their last top-1, and the mean of their best top-1.
 """
@@ -30,8 +31,21 @@ def read_log(output_dir):
     return entries
 
 
+def read_knn(path):
+    """The kNN top-1 in knn.json at `path` (written by main_knn.py); fails naming the file."""
+    try:
+        return float(json.loads(path.read_text())['knn_acc1'])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise SystemExit(f"error: {path}: expected the JSON object of main_knn.py with knn_acc1")
+
+
 def summarize(output_dir):
-    """{'best': top-1, 'best_epoch', 'last': top-1, 'epochs'} of one run, from its log.txt."""
+    """{'best': top-1, 'best_epoch', 'last': top-1, 'epochs'} of one run, from its log.txt (or knn.json, with
+    no epochs: best_epoch and epochs None)."""
+    knn = Path(output_dir) / 'knn.json'
+    if knn.is_file() and not (Path(output_dir) / 'log.txt').is_file():
+        top1 = read_knn(knn)
+        return {'best': top1, 'best_epoch': None, 'last': top1, 'epochs': None}
     entries = read_log(output_dir)
     best = max(entries, key=lambda e: e['test_acc1'])
     return {'best': best['test_acc1'], 'best_epoch': best['epoch'], 'last': entries[-1]['test_acc1'],
@@ -43,8 +57,9 @@ def format_table(rows):
     width = max(len('run'), *(len(name) for name, _ in rows))
     lines = [f"{'run':<{width}}  {'best top-1 (epoch)':>18}  {'last top-1':>10}  {'epochs':>6}"]
     for name, s in rows:
-        best = f"{s['best']:.2f} ({s['best_epoch']})"
-        lines.append(f"{name:<{width}}  {best:>18}  {s['last']:>10.2f}  {s['epochs']:>6}")
+        best = f"{s['best']:.2f}" + ('' if s['best_epoch'] is None else f" ({s['best_epoch']})")
+        epochs = '-' if s['epochs'] is None else s['epochs']
+        lines.append(f"{name:<{width}}  {best:>18}  {s['last']:>10.2f}  {epochs:>6}")
     return '\n'.join(lines)
 
 
