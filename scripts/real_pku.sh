@@ -11,10 +11,31 @@
 #   SEED         initial weights and augmentation (default 0)
 #   OUTPUT_ROOT  default real_pku_output in the repository
 #   DEVICE       auto (default: cuda when available), cpu or cuda
+# `bash scripts/real_pku.sh table` runs nothing and prints the table of all runs in OUTPUT_ROOT (e.g. one per
+# seed) pooled: mean, standard deviation and range over the runs.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
+OUTPUT_ROOT=$(realpath -m "${OUTPUT_ROOT:-$REPO/real_pku_output}")  # relative to the caller
+BENCHMARKS=(XSub XView)
+
+table() {  # table RUNS: the accuracy table of one run folder, or of a wildcard pattern pooling several
+  local rows=() b
+  for b in "${BENCHMARKS[@]}"; do
+    rows+=("$b linear probe after MAMP=$1/$b/linear_mamp" "$b linear probe after MAE=$1/$b/linear_mae"
+           "$b linear probe from random init=$1/$b/linear_random" "$b kNN after MAMP=$1/$b/knn_mamp"
+           "$b kNN after MAE=$1/$b/knn_mae" "$b kNN from random init=$1/$b/knn_random"
+           "$b fine-tune after MAMP=$1/$b/finetune_mamp" "$b from scratch=$1/$b/scratch")
+  done
+  python -m util.summary "${rows[@]}"
+}
+
+if [ "${1:-}" = table ]; then
+  cd "$REPO"
+  table "$OUTPUT_ROOT/*"
+  exit
+fi
 source "$REPO/scripts/run_folder.sh"
-RUN=$(new_run_folder "${OUTPUT_ROOT:-$REPO/real_pku_output}")  # OUTPUT_ROOT relative to the caller
+RUN=$(new_run_folder "$OUTPUT_ROOT")
 cd "$REPO"
 RAW_DIR=${RAW_DIR:-data/pku_raw/v1}
 SEED=${SEED:-0}
@@ -39,7 +60,6 @@ echo "== preprocessing: cross-subject and cross-view arrays"
 python -m data.pku --phase 1 --raw-dir "$RAW_DIR" --out-dir "$RUN/data"
 rm -r "$RUN/data/cache"
 
-BENCHMARKS=(XSub XView)
 # The comparison the study is about first, so that an interrupted run still has it.
 for b in "${BENCHMARKS[@]}"; do
   stage "$b" pretrain_mamp main_pretrain.py pretrain_mamp
@@ -58,16 +78,10 @@ for b in "${BENCHMARKS[@]}"; do
   stage "$b" scratch main_finetune.py scratch
 done
 
-rows=()
-for b in "${BENCHMARKS[@]}"; do
-  rows+=("$b linear probe after MAMP=$RUN/$b/linear_mamp" "$b linear probe after MAE=$RUN/$b/linear_mae"
-         "$b linear probe from random init=$RUN/$b/linear_random" "$b kNN after MAMP=$RUN/$b/knn_mamp"
-         "$b kNN after MAE=$RUN/$b/knn_mae" "$b kNN from random init=$RUN/$b/knn_random"
-         "$b fine-tune after MAMP=$RUN/$b/finetune_mamp" "$b from scratch=$RUN/$b/scratch")
-done
 echo
 echo "Test top-1 accuracy (%), PKU-MMD Phase I recordings in $RAW_DIR, seed $SEED:"
-python -m util.summary "${rows[@]}"
+table "$RUN"
 echo
 echo "Study finished in $((SECONDS / 60)) min $((SECONDS % 60)) s: $RUN"
 echo "Training curves: tensorboard --logdir $RUN"
+echo "All runs in $OUTPUT_ROOT pooled: bash scripts/real_pku.sh table"

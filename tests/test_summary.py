@@ -50,6 +50,10 @@ def test_runs_under_one_name_are_pooled(tmp_path, capsys):
     assert probe.split() == ['probe', '3', '51.67', '+-', '16.07', '(40.00-70.00)', '55.00']
     assert random.split() == ['random', '1', '12.50', '+-', '0.00', '(12.50-12.50)', '12.50']
     assert len({len(header), len(probe), len(random)}) == 1
+    summary.main([f'probe={tmp_path / "seed*"}', f'random={single}'])  # a wildcard pools its matches
+    assert capsys.readouterr().out.splitlines()[1:] == [probe, random]
+    with pytest.raises(SystemExit, match="no folder matches .*nothing"):
+        summary.main([f'probe={tmp_path / "nothing*"}'])
 
 
 def test_knn_folder_gives_its_top1(tmp_path, capsys):

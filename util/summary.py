@@ -5,9 +5,11 @@
 prints, for each NAME=OUTPUT_DIR, the best top-1 (and its epoch) and the last epoch's top-1, in %; the folder
 of a kNN evaluation (knn.json of main_knn.py) gives its one top-1 as both. Runs given
 under the same NAME (e.g. one per seed) are pooled into one row: the mean, the sample standard deviation and
-the range of their last top-1, and the mean of their best top-1.
+the range of their last top-1, and the mean of their best top-1; an OUTPUT_DIR with a wildcard (quoted,
+e.g. "real_pku_output/*/XSub/linear_mamp") stands for every folder it matches.
 """
 import argparse
+import glob
 import json
 import statistics
 from pathlib import Path
@@ -83,6 +85,16 @@ def format_pooled_table(rows):
     return '\n'.join(lines)
 
 
+def expand(output_dir):
+    """The folders an OUTPUT_DIR stands for: itself, or every match of a wildcard pattern (sorted)."""
+    if not glob.has_magic(output_dir):
+        return [output_dir]
+    matches = sorted(glob.glob(output_dir))
+    if not matches:
+        raise SystemExit(f"error: no folder matches {output_dir}")
+    return matches
+
+
 def parse_run(text):
     name, sep, output_dir = text.rpartition('=')
     if not sep or not name:
@@ -97,9 +109,9 @@ def main(argv=None):
                              'name are pooled')
     args = parser.parse_args(argv)
     groups = {}
-    for name, output_dir in args.runs:
-        groups.setdefault(name, []).append(summarize(output_dir))
-    if len(groups) == len(args.runs):
+    for name, pattern in args.runs:
+        groups.setdefault(name, []).extend(summarize(output_dir) for output_dir in expand(pattern))
+    if all(len(runs) == 1 for runs in groups.values()):
         print(format_table([(name, runs[0]) for name, runs in groups.items()]))
     else:
         print(format_pooled_table([(name, pool(runs)) for name, runs in groups.items()]))
