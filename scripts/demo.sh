@@ -13,23 +13,14 @@
 #   PRETRAIN_EPOCHS, LINEAR_EPOCHS, FINETUNE_EPOCHS  default: the epochs in config/demo/*.yaml
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-OUTPUT_ROOT=${OUTPUT_ROOT:-$REPO/demo_output}
-mkdir -p "$OUTPUT_ROOT"
-OUTPUT_ROOT=$(cd "$OUTPUT_ROOT" && pwd)
+source "$REPO/scripts/run_folder.sh"
+RUN=$(new_run_folder "${OUTPUT_ROOT:-$REPO/demo_output}")  # OUTPUT_ROOT relative to the caller
 cd "$REPO"
 SEED=${SEED:-0}
 DEVICE=${DEVICE:-auto}
 NUM_TRAIN=${NUM_TRAIN:-600}
 NUM_TEST=${NUM_TEST:-300}
 
-STAMP=$(date +%Y%m%d-%H%M%S)
-RUN=$OUTPUT_ROOT/$STAMP
-n=1
-until mkdir "$RUN" 2>/dev/null; do  # taken by a run started in the same second: <date>-<time>-2, -3, ...
-  [ -e "$RUN" ] || { mkdir "$RUN"; break; }  # not taken: retry, and let mkdir say what is wrong
-  n=$((n + 1))
-  RUN=$OUTPUT_ROOT/$STAMP-$n
-done
 DATA=$RUN/data
 echo "MAMP demo, seed $SEED: writing to $RUN"
 

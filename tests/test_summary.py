@@ -62,3 +62,37 @@ def test_knn_rows_from_knn_json(tmp_path, capsys):
     assert lines[5].split() == ['random', '40.50', '90.00', '20,', '0.07']
     with pytest.raises(SystemExit, match="knn.json not found"):
         summary.main([f'probe={a}', '--knn', f'x={a}'])
+
+
+def test_runs_under_one_name_are_pooled(tmp_path, capsys):
+    seeds = [write_log(tmp_path / f'seed{i}', accuracies) for i, accuracies in
+             enumerate([[20.0, 50.0, 40.0], [30.0, 45.0], [10.0, 70.0]])]
+    single = write_log(tmp_path / 'single', [12.5])
+    summary.main([f'probe={seeds[0]}', f'random={single}', f'probe={seeds[1]}', f'probe={seeds[2]}'])
+    header, probe, random = capsys.readouterr().out.splitlines()
+    assert header.split() == ['run', 'runs', 'last', 'top-1', 'mean', '+-', 'sd', '(min-max)', 'best', 'top-1', 'mean']
+    # last top-1 40, 45, 70: mean 51.67, sample sd sqrt(((40-51.67)^2 + (45-51.67)^2 + (70-51.67)^2) / 2) = 16.07
+    assert probe.split() == ['probe', '3', '51.67', '+-', '16.07', '(40.00-70.00)', '55.00']
+    assert random.split() == ['random', '1', '12.50', '+-', '0.00', '(12.50-12.50)', '12.50']
+    assert len({len(header), len(probe), len(random)}) == 1
+    summary.main([f'probe={tmp_path / "seed*"}', f'random={single}'])  # a wildcard pools its matches
+    assert capsys.readouterr().out.splitlines()[1:] == [probe, random]
+    with pytest.raises(SystemExit, match="no folder matches .*nothing"):
+        summary.main([f'probe={tmp_path / "nothing*"}'])
+
+
+def test_knn_folder_gives_its_top1(tmp_path, capsys):
+    knn = tmp_path / 'knn'
+    knn.mkdir()
+    (knn / 'knn.json').write_text(json.dumps({'knn_acc1': 71.25, 'knn_acc5': 90.0, 'knn_k': 20}) + '\n')
+    probe = write_log(tmp_path / 'probe', [50.0, 60.0])
+    summary.main([f'kNN={knn}', f'probe={probe}'])
+    _, row_knn, row_probe = capsys.readouterr().out.splitlines()
+    assert row_knn.split() == ['kNN', '71.25', '71.25', '-']
+    assert row_probe.split() == ['probe', '60.00', '(1)', '60.00', '2']
+    summary.main([f'kNN={knn}', f'kNN={knn}'])
+    assert capsys.readouterr().out.splitlines()[1].split() == ['kNN', '2', '71.25', '+-', '0.00', '(71.25-71.25)',
+                                                                 '71.25']
+    (knn / 'knn.json').write_text('{"knn_acc5": 90.0}\n')
+    with pytest.raises(SystemExit, match="knn.json: expected the JSON object of main_knn.py with knn_acc1"):
+        summary.summarize(knn)

@@ -1,0 +1,80 @@
+"""scripts/real_pku.sh and config/real_pku: the study's runs differ only where the study says they do, the
+pre-trained encoder loads into the linear probe and the fine-tune models weight for weight, and the table
+pools the runs of every seed."""
+import json
+import os
+import re
+import subprocess
+
+import torch
+
+from conftest import ROOT
+from model_mamp import MAMP
+from model_transformer import SkeletonTransformer, load_pretrained
+from util import config
+
+CONFIGS = ROOT / 'config' / 'real_pku'
+ENCODER = ('dim_in', 'dim_feat', 'depth', 'num_heads', 'mlp_ratio', 'num_frames', 'num_joints', 'patch_size',
+           't_patch_size', 'qkv_bias')
+
+
+def resolved(protocol, name):
+    return vars(config.parse_args(protocol, ['--config', str(CONFIGS / f'{name}.yaml'),
+                                             '--data_path', 'PKUv1_XSub.npz']))
+
+
+def differences(a, b):
+    return {key for key in a.keys() | b.keys() if a.get(key) != b.get(key)}
+
+
+def test_mae_and_scratch_change_only_the_compared_setting():
+    mamp, mae = resolved('pretrain', 'pretrain_mamp'), resolved('pretrain', 'pretrain_mae')
+    assert differences(mamp, mae) == {'config', 'model_args', 'motion_aware_tau'}
+    assert differences(mamp['model_args'], mae['model_args']) == {'target'}
+    assert (mamp['model_args']['target'], mamp['motion_aware_tau']) == ('motion', 0.8)
+    assert (mae['model_args']['target'], mae['motion_aware_tau']) == ('joints', 0.0)
+    finetune, scratch = resolved('finetune', 'finetune'), resolved('finetune', 'scratch')
+    assert differences(finetune, scratch) == {'config', 'layer_decay'}
+    assert (finetune['layer_decay'], scratch['layer_decay']) == (0.8, 1.0)
+
+
+def test_pretrained_encoder_loads_unchanged_into_probe_and_fine_tune():
+    pretrain = resolved('pretrain', 'pretrain_mamp')
+    torch.manual_seed(0)
+    mamp = MAMP(**pretrain['model_args'])
+    frames = pretrain['train_feeder_args']['window_size']
+    for protocol, name in (('linprobe', 'linear'), ('finetune', 'finetune')):
+        args = resolved(protocol, name)
+        assert {k: args['model_args'][k] for k in ENCODER} == {k: pretrain['model_args'][k] for k in ENCODER}
+        assert args['train_feeder_args']['window_size'] == args['val_feeder_args']['window_size'] == frames
+        model = SkeletonTransformer(**args['model_args'])
+        load_pretrained(model, {'model': mamp.state_dict()})
+        own = model.state_dict()
+        encoder = [k for k in own if not k.startswith(('head', 'fc_norm'))]
+        assert 'temp_embed' in encoder and len(encoder) > 10
+        for key in encoder:
+            assert torch.equal(own[key], mamp.state_dict()[key]), key
+
+
+def test_table_pools_the_runs_of_every_seed(tmp_path):
+    classification = ('linear_mamp', 'linear_mae', 'linear_random', 'finetune_mamp', 'scratch')
+    for seed, run in enumerate(('20260101-000000', '20260101-000001')):
+        for b, benchmark in enumerate(('XSub', 'XView')):
+            for i, stage in enumerate(classification + ('knn_mamp', 'knn_mae', 'knn_random')):
+                folder = tmp_path / 'out' / run / benchmark / stage
+                folder.mkdir(parents=True)
+                top1 = 10.0 * i + b + 2.0 * seed  # a different value for every stage, benchmark and seed
+                if stage in classification:
+                    (folder / 'log.txt').write_text(json.dumps({'epoch': 0, 'test_acc1': top1}) + '\n')
+                else:
+                    (folder / 'knn.json').write_text(json.dumps({'knn_acc1': top1}) + '\n')
+    result = subprocess.run(['bash', str(ROOT / 'scripts' / 'real_pku.sh'), 'table'], cwd=tmp_path,
+                            env={**os.environ, 'OUTPUT_ROOT': 'out'}, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = dict(re.split(r'\s{2,}', line, maxsplit=1) for line in result.stdout.splitlines()[1:])
+    rows = {name: values.split() for name, values in rows.items()}
+    assert len(rows) == 16 and not any((tmp_path / 'out').glob('*/data'))  # the table runs nothing
+    # linear_mae is stage 1: XView (b = 1) gives 11 and 13 over the seeds, mean 12, sd sqrt(2)
+    assert rows['XView linear probe after MAE'] == ['2', '12.00', '+-', '1.41', '(11.00-13.00)', '12.00']
+    assert rows['XSub kNN from random init'] == ['2', '71.00', '+-', '1.41', '(70.00-72.00)', '71.00']
+    assert rows['XSub from scratch'][1] == '41.00'
