@@ -6,10 +6,11 @@
   the (N, 300, 150) arrays never have to sit in memory; written to a temporary name, then renamed.
 - DataError / BadInput and run_command: user errors end the command with one line and status 1.
 """
-import multiprocessing
 import os
 import sys
 import zipfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +158,10 @@ def _run_one(task):
     return index, stats, None
 
 
+def _run_chunk(tasks):
+    return [_run_one(task) for task in tasks]
+
+
 def run_jobs(job, paths, names, cache_dir, workers, skip_bad, version, desc):
     """Run `job(path) -> (arrays, stats)` on every file, cached as `<cache_dir>/<name>.npz`.
 
@@ -164,6 +169,9 @@ def run_jobs(job, paths, names, cache_dir, workers, skip_bad, version, desc):
     only for the same source size, mtime and `version`. A job raising DataError stops the run (the error
     is raised here) unless `skip_bad`, in which case the file is left out and its message returned.
     Returns ({name: stats} in input order without the bad files, {name: error message}).
+
+    On an error the queued files are cancelled and the running ones finish: workers are never killed,
+    as multiprocessing.Pool.terminate() can kill one while it holds the result queue's lock and then hang.
     """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -174,8 +182,10 @@ def run_jobs(job, paths, names, cache_dir, workers, skip_bad, version, desc):
             outcomes = map(_run_one, tasks)
             pool = None
         else:
-            pool = multiprocessing.Pool(workers, initializer=worker_setup)
-            outcomes = pool.imap_unordered(_run_one, tasks, chunksize=max(1, min(16, len(tasks) // (8 * workers))))
+            size = max(1, min(16, len(tasks) // (8 * workers)))
+            pool = ProcessPoolExecutor(workers, initializer=worker_setup)
+            chunks = [pool.submit(_run_chunk, tasks[i:i + size]) for i in range(0, len(tasks), size)]
+            outcomes = (outcome for chunk in as_completed(chunks) for outcome in chunk.result())
         try:
             for index, stats, error in outcomes:
                 bar.update()
@@ -186,10 +196,12 @@ def run_jobs(job, paths, names, cache_dir, workers, skip_bad, version, desc):
                     bar.write(f"skipped: {error}")
                 else:
                     raise DataError(error)
+        except BrokenProcessPool:
+            raise DataError("a worker process died (killed, or out of memory); run the command again to go on "
+                            "from the files already done, or use fewer --workers") from None
         finally:
             if pool is not None:
-                pool.terminate()
-                pool.join()
+                pool.shutdown(cancel_futures=True)
     ok = {n: s for n, s in zip(names, results) if s is not None}
     return ok, bad
 
