@@ -61,7 +61,12 @@ def init_distributed_mode(device_type):
             torch.cuda.set_device(local_rank)
         backend = 'nccl' if device_type == 'cuda' else 'gloo'
         print(f"| distributed init (rank {rank} of {world_size}, {backend})", flush=True)
-        dist.init_process_group(backend=backend, init_method='env://', world_size=world_size, rank=rank)
+        store, _, _ = next(dist.rendezvous('env://', rank, world_size))
+        # A torchrun --max-restarts group reuses its store: the keys of each attempt get their own prefix, or
+        # the ranks of a restarted group may read the addresses of the killed one (gloo: connection refused).
+        attempt = os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')
+        dist.init_process_group(backend=backend, store=dist.PrefixStore(f'attempt{attempt}/', store),
+                                world_size=world_size, rank=rank)
     setup_for_distributed(get_rank() == 0)
     return local_rank
 
