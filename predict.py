@@ -223,8 +223,8 @@ def main(argv=None):
         save_scores(args.scores, names, logits, labels)
     known = labels >= 0
     if known.any():
-        print(f"Accuracy on the {known.sum()} samples of known action: top-1 "
-              f"{topk_accuracy(logits[known], labels[known], 1):.2f}%, top-5 {topk_accuracy(logits[known], labels[known], 5):.2f}%")
+        top1, top5 = (topk_accuracy(logits[known], labels[known], k) for k in (1, 5))
+        print(f"Accuracy on the {known.sum()} samples of known action: top-1 {top1:.2f}%, top-5 {top5:.2f}%")
     print(f"{len(names)} samples from {len(files)} files in {seconds:.2f} s: {len(files) / seconds:.1f} files/s"
           + (f"; predictions written to {args.out}" if args.out else ''))
     return names, logits, labels

@@ -1,9 +1,11 @@
 """Pictures of the data, of motion-aware masking, of the features and of the errors; each sub-command writes one
 file (PNG, or GIF / MP4 for an animation) and prints its path.
 
-    python visualize.py sequence --npz data/ntu/NTU60_XSub.npz --index 0 --out seq.gif    (or --name S001C001P001R001A001
-                                 or --skeleton S001C001P001R001A001.skeleton; --split train)
-    python visualize.py masking --config config/ntu60_xsub/pretrain_mamp.yaml --checkpoint CKPT --index 0 --out masking.png
+    python visualize.py sequence --npz data/ntu/NTU60_XSub.npz --index 0 --out seq.gif
+                                 (or --name S001C001P001R001A001, or --skeleton S001C001P001R001A001.skeleton;
+                                 --split train)
+    python visualize.py masking --config config/ntu60_xsub/pretrain_mamp.yaml --checkpoint CKPT --index 0 \
+                                --out masking.png
     python visualize.py tsne --config config/ntu60_xsub/linear.yaml --encoder MAMP=CKPT --encoder random= --out tsne.png
     python visualize.py confusion --config config/ntu60_xsub/finetune.yaml --checkpoint CKPT --out confusion.png
                                   (and confusion.csv: per-class accuracy, worst first)
@@ -120,7 +122,8 @@ def tsne(args):
         model = runner.build_model(cfg).to(device)
         features, labels = evaluate.features(knn.PooledFeatures(model), evaluate.queries, index, device)
         panels[label] = (features.numpy(), labels.numpy())
-    title = f"t-SNE of the pooled encoder features, {len(index)} test samples of {Path(evaluate.queries.data_path).name}"
+    title = (f"t-SNE of the pooled encoder features, {len(index)} test samples of "
+             f"{Path(evaluate.queries.data_path).name}")
     return figures.save(figures.tsne_figure(panels, names, title, args.seed), args.out)
 
 

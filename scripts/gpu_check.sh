@@ -17,7 +17,8 @@ case "${1:-}" in
   *) echo "gpu_check.sh: unknown option $1 (the only option is --cpu)" >&2; exit 2 ;;
 esac
 if [ "$DEVICE" = cuda ] && ! python -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
-  echo "gpu_check.sh: CUDA is not available on this machine; run it where a GPU is, or with --cpu to test the script" >&2
+  echo "gpu_check.sh: CUDA is not available on this machine; run it where a GPU is," \
+       "or with --cpu to test the script" >&2
   exit 1
 fi
 OUTPUT=${OUTPUT:-$REPO/gpu_check_output/$(date +%Y%m%d-%H%M%S)}
@@ -127,7 +128,8 @@ demo() {
     --finetune "$run/pretrain/checkpoint-last.pth" --epochs "$LINEAR_EPOCHS" --dist_eval || return
   python - "$run" > "$OUTPUT/$name.result" <<'EOF'
 import json, sys
-pretrain, linear = ([json.loads(line) for line in open(f"{sys.argv[1]}/{stage}/log.txt")] for stage in ('pretrain', 'linear'))
+pretrain, linear = ([json.loads(line) for line in open(f"{sys.argv[1]}/{stage}/log.txt")]
+                    for stage in ('pretrain', 'linear'))
 print(f"pre-training loss {pretrain[0]['train_loss']:.3f} -> {pretrain[-1]['train_loss']:.3f}, "
       f"linear probe top-1 {linear[-1]['test_acc1']:.1f}% on {linear[-1]['test_num_samples']} samples")
 EOF

@@ -88,8 +88,9 @@ def get_args_parser(protocol):
     if protocol == 'pretrain':
         knn.add_argument('--knn_every', type=int, default=0,
                          help='kNN evaluation of the encoder every this many epochs and after the last (0: off)')
-        g.add_argument('--vis_every', type=int, default=0, help='masking figure of a fixed test sample to '
-                                                                'TensorBoard every this many epochs and after the last (0: off)')
+        g.add_argument('--vis_every', type=int, default=0,
+                       help='masking figure of a fixed test sample to TensorBoard every this many epochs and after '
+                            'the last (0: off)')
     if protocol != 'pretrain':
         g.add_argument('--finetune', default='', help='pre-training checkpoint to start from (ours or official)')
         g.add_argument('--eval', action=bool_flag, default=False,

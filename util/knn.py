@@ -116,7 +116,8 @@ class KNN:
         totals = torch.tensor([hits[:, 0].sum(), hits.any(dim=1).sum()], dtype=torch.float64, device=device)
         top1, top5 = dist.all_reduce_sum(totals).tolist()
         elapsed = time.time() - start
+        acc1, acc5 = 100 * top1 / len(labels), 100 * top5 / len(labels)
         print(f"kNN (k={self.k}, t={self.t}): bank {tuple(bank.shape)}, {len(labels)} test samples, "
-              f"peak extra memory of the similarity chunks {chunk_bytes / 2 ** 20:.2f} MB: top-1 {100 * top1 / len(labels):.2f}%, "
-              f"top-5 {100 * top5 / len(labels):.2f}% in {elapsed:.1f} s")
-        return {'acc1': 100 * top1 / len(labels), 'acc5': 100 * top5 / len(labels), 'time': elapsed}
+              f"peak extra memory of the similarity chunks {chunk_bytes / 2 ** 20:.2f} MB: top-1 {acc1:.2f}%, "
+              f"top-5 {acc5:.2f}% in {elapsed:.1f} s")
+        return {'acc1': acc1, 'acc5': acc5, 'time': elapsed}
