@@ -69,7 +69,8 @@ def ntu_samples(files, workers, single_actor, num_classes):
     Files with no skeleton or no actor left are reported and left out.
     """
     names = [f.stem for f in files]
-    twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    seen = set()
+    twice = next((n for n in names if n in seen or seen.add(n)), None)
     if twice is not None:
         fail(f"{twice} is given twice (two files of the same name)")
     with tempfile.TemporaryDirectory() as cache:

@@ -1,4 +1,6 @@
 """Config resolution, published hyper-parameters, schedules, parameter groups, samplers and the eval loop."""
+import argparse
+import json
 import math
 import os
 import subprocess
@@ -14,7 +16,7 @@ import main_linprobe
 import main_pretrain
 from model_transformer import SkeletonTransformer
 from train_fixtures import ROOT, TINY_ENCODER, write_config, write_npz
-from util import config, data, engine, lr_sched, runner
+from util import config, data, engine, lr_sched, misc, runner
 
 DATASETS = {'ntu60_xsub': 60, 'ntu60_xview': 60, 'ntu120_xsub': 120, 'ntu120_xset': 120, 'pku_v1': 51, 'pku_v2': 51}
 DATA_FILES = {'ntu60_xsub': 'data/ntu/NTU60_XSub.npz', 'ntu60_xview': 'data/ntu/NTU60_XView.npz',
@@ -94,6 +96,28 @@ def test_precedence_defaults_config_cli_opts(npz, tmp_path):
     assert args.model_args['dim_feat'] == TINY_ENCODER['dim_feat']  # other nested values are kept
     assert args.train_feeder_args['data_path'] == args.val_feeder_args['data_path'] == 'x.npz'
     assert args.train_feeder_args['p_interval'] == [0.5, 1]  # from the _base_ config
+
+
+def test_several_opts_add_up(npz, tmp_path):
+    """scripts/ensemble.sh gives the stream's --opts and then the user's: the second must not replace the first."""
+    cfg = write_config(tmp_path / 'c.yaml', 'ntu60_xsub/finetune.yaml', npz)
+    args = config.parse_args('finetune', ['--config', str(cfg), '--opts', 'train_feeder_args.bone=true',
+                                          'val_feeder_args.bone=true', '--opts', 'epochs=5'])
+    assert args.train_feeder_args['bone'] is True and args.val_feeder_args['bone'] is True and args.epochs == 5
+
+
+def test_resume_drops_a_log_line_cut_short_and_a_failed_log_write_is_one_line(tmp_path):
+    lines = [json.dumps({'epoch': e, 'train_loss': 1.0 / (e + 1)}) for e in range(3)]
+    (tmp_path / 'log.txt').write_text('\n'.join(lines) + '\n{"epoch": 3, "train_lo')
+    args = argparse.Namespace(output_dir=str(tmp_path), start_epoch=2)
+    runner.trim_log(args)
+    assert (tmp_path / 'log.txt').read_text() == lines[0] + '\n' + lines[1] + '\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['log.txt']
+
+    (tmp_path / 'log.txt').unlink()
+    (tmp_path / 'log.txt').mkdir()  # a log.txt that cannot be appended to
+    with pytest.raises(SystemExit, match=f"error: cannot write {tmp_path / 'log.txt'}: Is a directory"):
+        misc.log_stats(args, {'epoch': 2})
 
 
 def test_blr_on_command_line_replaces_config_lr(npz, tmp_path):

@@ -31,8 +31,9 @@ def get_args_parser(protocol):
     bool_flag = argparse.BooleanOptionalAction
     parser.add_argument('--config', required=True, help='YAML config, e.g. config/ntu60_xsub/%s.yaml' % {
         'pretrain': 'pretrain_mamp', 'linprobe': 'linear', 'finetune': 'finetune', 'knn': 'linear'}[protocol])
-    parser.add_argument('--opts', nargs='+', default=[], metavar='KEY=VALUE',
-                        help='override config values, dotted for nested ones (model_args.depth=4)')
+    parser.add_argument('--opts', nargs='+', action='extend', default=[], metavar='KEY=VALUE',
+                        help='override config values, dotted for nested ones (model_args.depth=4); '
+                             'several --opts add up')
     parser.add_argument('--data_path', default=None, help='data file for both the train and the test feeder')
 
     g = parser.add_argument_group('optimisation')
@@ -247,9 +248,6 @@ def check_class_args(args):
 
 
 def save_config(args, path):
-    """Write the resolved settings as a YAML config that --config accepts (temp file, then rename)."""
+    """Write the resolved settings as a YAML config that --config accepts."""
     values = {k: v for k, v in vars(args).items() if k not in NOT_IN_CONFIG}
-    path = Path(path)
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(yaml.safe_dump(values, sort_keys=False))
-    tmp.replace(path)
+    Path(path).write_text(yaml.safe_dump(values, sort_keys=False))

@@ -257,5 +257,9 @@ def load_model(args, model_without_ddp, optimizer, loss_scaler):
 def log_stats(args, stats):
     """Append one JSON line to output_dir/log.txt (rank 0)."""
     if dist.is_main_process():
-        with open(Path(args.output_dir) / 'log.txt', 'a') as f:
-            f.write(json.dumps(stats) + '\n')
+        path = Path(args.output_dir) / 'log.txt'
+        try:
+            with open(path, 'a') as f:
+                f.write(json.dumps(stats) + '\n')
+        except OSError as e:  # a line cut short here is dropped by the next --resume (runner.trim_log)
+            fail(f"cannot write {path}: {e.strerror or e} (free space, or write to another folder)")

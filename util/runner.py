@@ -34,7 +34,8 @@ def setup(args):
     if device.type == 'cuda':
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
-        torch.set_float32_matmul_precision('highest')  # no TF32: fp32 runs are the published arithmetic
+        torch.set_float32_matmul_precision('highest')  # no TF32: fp32 runs are the published arithmetic,
+        torch.backends.cudnn.allow_tf32 = False  # in the matmuls and in the patch-embedding convolution
     else:
         malloc.keep_freed_memory()  # reuse freed activations instead of page-faulting them in on every step
     world = dist.get_world_size()
@@ -97,14 +98,20 @@ def optimizer_options(args):
 
 
 def trim_log(args):
-    """Drop log.txt lines of epochs at or after args.start_epoch (written before an interrupted checkpoint)."""
+    """Drop log.txt lines of epochs at or after args.start_epoch (written before an interrupted checkpoint),
+    and a last line cut short by a failed write."""
     path = Path(args.output_dir) / 'log.txt'
     if not dist.is_main_process() or not path.is_file():
         return
-    lines = [line for line in path.read_text().splitlines() if json.loads(line).get('epoch', -1) < args.start_epoch]
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(''.join(line + '\n' for line in lines))
-    tmp.replace(path)
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get('epoch', -1) < args.start_epoch:
+                kept.append(line + '\n')
+        except json.JSONDecodeError:
+            continue
+    text = ''.join(kept)
+    misc.atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def save_scores(args, loader_val, model, device):
@@ -177,7 +184,7 @@ def run(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None
         return test_stats
 
     if dist.is_main_process():
-        config.save_config(settings, Path(args.output_dir) / 'config.yaml')
+        misc.atomic_write(Path(args.output_dir) / 'config.yaml', lambda tmp: config.save_config(settings, tmp))
     trim_log(args)
     preemption.install()
     log_writer = SummaryWriter(log_dir=args.log_dir) if dist.is_main_process() else None
