@@ -20,6 +20,17 @@ DATASET=${DATASET:-ntu60_xsub}
 REPEATS=${REPEATS:-5}
 RUN=semi_$RATIO
 if [ "${SCRATCH:-0}" = 1 ]; then RUN=semi_${RATIO}_scratch; fi
+if [ "${SCRATCH:-0}" = 1 ] && [ -n "${PRETRAIN:-}" ]; then
+  echo "semi.sh: SCRATCH=1 starts from random weights; unset PRETRAIN (or drop SCRATCH=1 to fine-tune it)" >&2; exit 2
+fi
+for arg in "$@"; do
+  if [[ $arg == --seed || $arg == --seed=* ]]; then
+    echo "semi.sh: the repeats set --seed 0..REPEATS-1 themselves; drop $arg" >&2; exit 2
+  fi
+done
+if ! [[ $REPEATS =~ ^[1-9][0-9]*$ ]]; then
+  echo "semi.sh: REPEATS=$REPEATS: expected a whole number of at least 1" >&2; exit 2
+fi
 CONFIG=${CONFIG:-config/$DATASET/$RUN.yaml}
 OUTPUT_DIR=${OUTPUT_DIR:-output/$DATASET/$RUN}
 runs=()

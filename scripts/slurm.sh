@@ -5,6 +5,7 @@
 # Three minutes before the time limit Slurm sends SIGUSR1 to this script, which passes it to the training
 # processes: they stop after the same step, write checkpoint-last.pth with the position inside the epoch and
 # exit with status 3; the job is then requeued and continues from that step (--auto_resume is always on).
+# A run that ends in that window anyway (status 0) is not requeued.
 # A job preempted by Slurm (SIGTERM to every process) stops the same way and is requeued by Slurm itself.
 #   GPUS  processes per node (default: the GPUs of the node, SLURM_GPUS_ON_NODE)
 #SBATCH --job-name=mamp
@@ -30,7 +31,7 @@ while kill -0 "$step" 2>/dev/null; do  # the signal interrupted wait: let the pr
   wait "$step"
   status=$?
 done
-if [ "$signalled" = 1 ]; then
+if [ "$signalled" = 1 ] && [ "$status" != 0 ]; then  # 0: the run ended before the signal stopped it
   echo "time limit near: requeueing job $SLURM_JOB_ID to continue from checkpoint-last.pth" >&2
   scontrol requeue "$SLURM_JOB_ID"
   exit 0

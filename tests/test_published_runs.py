@@ -133,3 +133,14 @@ def test_semi_repeats_end_to_end(tmp_path):
     assert result.stdout.count('note: effective batch 4 (1 process(es)') == 2  # published 48
     assert result.stdout.strip().splitlines()[-1] == summary.format_mean(
         [(f'seed {k}', summary.summarize(run)) for k, run in enumerate(runs)])
+
+
+@pytest.mark.parametrize('env, args, message', [
+    ({'SCRATCH': '1', 'PRETRAIN': 'x.pth'}, [],
+     'semi.sh: SCRATCH=1 starts from random weights; unset PRETRAIN (or drop SCRATCH=1 to fine-tune it)'),
+    ({}, ['--seed', '3'], 'semi.sh: the repeats set --seed 0..REPEATS-1 themselves; drop --seed'),
+    ({'REPEATS': '0'}, [], 'semi.sh: REPEATS=0: expected a whole number of at least 1')])
+def test_semi_settings_that_would_silently_change_the_repeats_are_refused(env, args, message):
+    result = subprocess.run(['bash', 'scripts/semi.sh', *args], env={**os.environ, **env}, capture_output=True,
+                            text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 2 and result.stderr.splitlines() == [message] and result.stdout == ''

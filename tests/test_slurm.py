@@ -55,3 +55,9 @@ def test_time_limit_signal_is_passed_on_and_the_job_requeued(tmp_path):
     assert logs['srun'].endswith('done\n')  # waited for the step to finish
     assert logs['scontrol'].splitlines()[-1] == 'requeue 42'
     assert 'requeueing job 42' in stderr
+
+
+def test_a_run_that_ends_after_the_signal_is_not_requeued(tmp_path):
+    code, stderr, logs = run_job(tmp_path, 'kill -USR1 $PPID; sleep 2; exit 0')
+    assert code == 0 and logs['scancel'] == '--signal=USR1 42\n'
+    assert 'requeue' not in logs['scontrol'] and 'requeueing' not in stderr
