@@ -16,6 +16,7 @@ every sample (or writes them to --out, .csv or .json), the accuracy where the tr
 """
 import argparse
 import csv
+import functools
 import io
 import json
 import os
@@ -63,16 +64,21 @@ def find_inputs(paths):
     return found.pop(), files
 
 
+def unique_names(files):
+    """The files' names without suffix; two files of the same name are an error (one name, one sample)."""
+    names, seen = [f.stem for f in files], set()
+    twice = next((n for n in names if n in seen or seen.add(n)), None)
+    if twice is not None:
+        fail(f"{twice} is given twice (two files of the same name)")
+    return names
+
+
 def ntu_samples(files, workers, single_actor, num_classes):
     """(names, x (N, frames, 150) float32, labels (N,), -1 where unknown) of NTU files, as data.ntu makes them.
 
     Files with no skeleton or no actor left are reported and left out.
     """
-    names = [f.stem for f in files]
-    seen = set()
-    twice = next((n for n in names if n in seen or seen.add(n)), None)
-    if twice is not None:
-        fail(f"{twice} is given twice (two files of the same name)")
+    names = unique_names(files)
     with tempfile.TemporaryDirectory() as cache:
         results, _ = run_jobs(ntu.process_file, files, names, cache, workers, False, ntu.CACHE_VERSION,
                               desc='parse')
@@ -94,29 +100,31 @@ def ntu_label(name, num_classes):
     return label if label < num_classes else -1
 
 
-def pku_samples(files, label_file, start, end):
+def pku_samples(files, workers, label_file, start, end):
     """(names, x (N, 300, 150) float32, labels (N,), -1 where unknown) of PKU-MMD skeleton files, as data.pku
-    makes them: with --start/--end one clip per file; else every instance of the label file (--labels, or
-    label/<name> beside the skeleton/ folder), named <video>_<k> as in the published arrays."""
+    makes them: with --start/--end one clip per file, named <video>_<start>-<end>; else every instance of the
+    label file (--labels, or label/<name> beside the skeleton/ folder), named <video>_<k> as in the published
+    arrays."""
+    clip = None if start is None else (start, end)
+    if clip is None and not label_file:
+        missing = next((f for f in files if not pku.label_file_of(f).is_file()), None)
+        if missing is not None:
+            fail(f"{missing}: no label file {pku.label_file_of(missing)}: give --labels FILE, or --start and --end")
+    job = functools.partial(pku.process_video, label_path=label_file, clip=clip)
     names, clips, labels = [], [], []
-    for path in files:
-        skeleton = pku.read_pku_skeleton(path)
-        if start is not None:
-            instances, source = [(f"{start}-{end}", -1, start, end, None)], '--start/--end'
-        else:
-            labels_path = Path(label_file) if label_file else path.parent.parent / 'label' / path.name
-            if not labels_path.is_file():
-                fail(f"{path}: no label file {labels_path}: give --labels FILE, or --start and --end")
-            instances, source = pku.read_labels(labels_path), labels_path
-        kept, _ = pku.cut_instances(skeleton, instances, source, path.name)
-        if not kept:
-            print(f"{path}: no instance with data, skipped")
-        for k, label, frames in kept:
-            names.append(f"{path.stem}_{k}")
-            labels.append(label)
-            clip = np.zeros((pku.MAX_FRAMES, pku.FRAME_VALUES), np.float32)
-            clip[:len(frames)] = frames
-            clips.append(clip)
+    with tempfile.TemporaryDirectory() as cache:
+        run_jobs(job, files, unique_names(files), cache, workers, False, pku.CACHE_VERSION, desc='parse')
+        for path in files:
+            video = load_cached(cache, path.stem)
+            if not len(video['lengths']):
+                print(f"{path}: no instance with data, skipped")
+            offsets = np.cumsum(video['lengths']) - video['lengths']
+            for k, label, offset, length in zip(video['lines'], video['labels'], offsets, video['lengths']):
+                names.append(f"{path.stem}_{start}-{end}" if clip else f"{path.stem}_{k}")
+                labels.append(label)
+                x = np.zeros((pku.MAX_FRAMES, pku.FRAME_VALUES), np.float32)
+                x[:length] = video['frames'][offset:offset + length]
+                clips.append(x)
     x = np.stack(clips) if clips else np.zeros((0, pku.MAX_FRAMES, pku.FRAME_VALUES), np.float32)
     return names, x, np.array(labels, dtype=np.int64)
 
@@ -201,7 +209,7 @@ def main(argv=None):
                 names, x, labels = ntu_samples(files, args.workers, ntu.SINGLE_ACTOR.get(dataset, 'zeros'),
                                                num_classes)
             else:
-                names, x, labels = pku_samples(files, args.labels, args.start, args.end)
+                names, x, labels = pku_samples(files, args.workers, args.labels, args.start, args.end)
         except DataError as e:
             fail(str(e))
         if not names:

@@ -105,19 +105,29 @@ def read_split(path):
     return videos
 
 
-def process_video(path):
+def label_file_of(path):
+    """The label file of a video's skeleton file: label/<video> beside its skeleton/ folder."""
+    return path.parent.parent / "label" / path.name
+
+
+def process_video(path, label_path=None, clip=None):
     """All instances of one video: ({'frames', 'lengths', 'labels', 'lines'}, stats).
 
     frames: the kept instances' frames one after another, (sum of lengths, 150) float32. A label line whose
     end is not after its start, or that starts past the video, is an error; one that ends past the video is
     kept shortened, as the published pipeline does; its line number goes to arrays['past_end'].
+    The label file is label/<video> beside the skeleton/ folder unless `label_path` is given; `clip` (start,
+    end) instead takes those frames as one instance of unknown action (label -1, line 0).
     """
     path = Path(path)
-    label_path = path.parent.parent / "label" / path.name
-    if not label_path.is_file():
-        raise BadInput(path, None, f"no label file {label_path}")
-    instances = read_labels(label_path)
-    kept, past_end = cut_instances(read_pku_skeleton(path), instances, label_path, path.name)
+    if clip is not None:
+        instances, source = [(0, -1, *clip, None)], "--start/--end"
+    else:
+        source = Path(label_path) if label_path else label_file_of(path)
+        if not source.is_file():
+            raise BadInput(path, None, f"no label file {source}")
+        instances = read_labels(source)
+    kept, past_end = cut_instances(read_pku_skeleton(path), instances, source, path.name)
     arrays = {"frames": np.concatenate([f for *_, f in kept]) if kept else np.zeros((0, FRAME_VALUES), np.float32),
               "lines": np.array([k for k, _, _ in kept], dtype=np.int64),
               "labels": np.array([label for _, label, _ in kept], dtype=np.int64),
