@@ -402,3 +402,20 @@ def test_unwritable_out_dir_is_one_line(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.splitlines()[-1].startswith(f"error: {blocker / 'out'}")
     assert blocker.read_text() == "not a folder"
+
+
+def test_two_runs_into_one_out_dir_at_once_leave_whole_arrays(tmp_path):
+    """Each process writes its own temporary files and renames them: whichever rename comes last, every
+    array file is whole and equal to a lone run's."""
+    raw = write_dataset(tmp_path / "raw")
+    args = ["--dataset", "ntu60", "--raw-dir", raw, "--workers", "1", "--overwrite"]
+    both = [subprocess.Popen([sys.executable, "-m", "data.ntu", *map(str, args), "--out-dir", str(tmp_path / "out")],
+                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    assert [p.wait(timeout=120) for p in both] == [0, 0], [p.stderr.read() for p in both]
+    assert run(*args, "--out-dir", tmp_path / "alone").returncode == 0
+    for name in ("NTU60_XSub.npz", "NTU60_XView.npz"):
+        ours, alone = np.load(tmp_path / "out" / name), np.load(tmp_path / "alone" / name)
+        assert ours.files == alone.files
+        for key in alone.files:
+            np.testing.assert_array_equal(ours[key], alone[key])
+    assert not list((tmp_path / "out").glob("*.tmp*"))
