@@ -13,6 +13,7 @@
 #   PRETRAIN_EPOCHS, LINEAR_EPOCHS, FINETUNE_EPOCHS  default: the epochs in config/demo/*.yaml
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
+(cd "$REPO" && python -m util.requirements)  # one line, and no run folder, when they are missing
 source "$REPO/scripts/run_folder.sh"
 RUN=$(new_run_folder "${OUTPUT_ROOT:-$REPO/demo_output}")  # OUTPUT_ROOT relative to the caller
 cd "$REPO"

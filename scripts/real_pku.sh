@@ -34,6 +34,7 @@ if [ "${1:-}" = table ]; then
   table "$OUTPUT_ROOT/*"
   exit
 fi
+(cd "$REPO" && python -m util.requirements)  # one line, and no run folder, when they are missing
 source "$REPO/scripts/run_folder.sh"
 RUN=$(new_run_folder "$OUTPUT_ROOT")
 cd "$REPO"

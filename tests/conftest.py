@@ -10,6 +10,14 @@ sys.path.insert(0, str(ROOT))
 SHARED = Path(os.environ.get("MAMP_SHARED", ROOT.parent / "shared"))
 
 
+def pytest_configure(config):
+    """Stop at once, in one line, when the requirements are not installed (instead of an import error per file)."""
+    from util import requirements
+    missing = requirements.missing()
+    if missing:
+        pytest.exit(requirements.message(missing), returncode=4)
+
+
 def shared_path(*parts):
     """Path under ../shared/, or skip the calling test when it is absent."""
     path = SHARED.joinpath(*parts)
