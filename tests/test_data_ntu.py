@@ -411,7 +411,8 @@ def test_two_runs_into_one_out_dir_at_once_leave_whole_arrays(tmp_path):
     args = ["--dataset", "ntu60", "--raw-dir", raw, "--workers", "1", "--overwrite"]
     both = [subprocess.Popen([sys.executable, "-m", "data.ntu", *map(str, args), "--out-dir", str(tmp_path / "out")],
                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    assert [p.wait(timeout=120) for p in both] == [0, 0], [p.stderr.read() for p in both]
+    errors = [p.communicate(timeout=120)[1] for p in both]
+    assert [p.returncode for p in both] == [0, 0], errors
     assert run(*args, "--out-dir", tmp_path / "alone").returncode == 0
     for name in ("NTU60_XSub.npz", "NTU60_XView.npz"):
         ours, alone = np.load(tmp_path / "out" / name), np.load(tmp_path / "alone" / name)

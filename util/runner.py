@@ -99,7 +99,7 @@ def optimizer_options(args):
 
 def trim_log(args):
     """Drop log.txt lines of epochs at or after args.start_epoch (written before an interrupted checkpoint),
-    and a last line cut short by a failed write."""
+    and any line cut short by a failed write (not JSON)."""
     path = Path(args.output_dir) / 'log.txt'
     if not dist.is_main_process() or not path.is_file():
         return
