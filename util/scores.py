@@ -35,6 +35,23 @@ def load_scores(path):
     return names, logits, labels.astype(np.int64)
 
 
+def class_accuracy(predictions, labels, num_classes):
+    """Per-class top-1 accuracy (%) and sample counts from predicted and true classes (N,), (N,):
+    ((C,) float64, NaN for a class without a sample, (C,) int64)."""
+    counts = np.bincount(labels, minlength=num_classes)
+    hits = np.bincount(labels[predictions == labels], minlength=num_classes)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return np.where(counts > 0, 100.0 * hits / counts, np.nan), counts
+
+
+def mean_class_accuracy(logits, labels):
+    """Mean (%) of the per-class top-1 accuracy over the classes with at least one sample, from (N, C)
+    logits and (N,) labels: every action weighs the same, however many samples it has (scikit-learn's
+    balanced accuracy). A class with no sample is left out, not counted as 0."""
+    accuracy, _ = class_accuracy(np.argmax(logits, axis=1), labels, logits.shape[1])
+    return float(np.nanmean(accuracy)) if len(labels) else float('nan')
+
+
 def topk_accuracy(logits, labels, k):
     """Share (%) of rows whose label is among the k largest logits: (N, C), (N,) -> float."""
     top = np.argsort(-logits, axis=1, kind='stable')[:, :k]
