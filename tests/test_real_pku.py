@@ -78,3 +78,38 @@ def test_table_pools_the_runs_of_every_seed(tmp_path):
     assert rows['XView linear probe after MAE'] == ['2', '12.00', '+-', '1.41', '(11.00-13.00)', '12.00']
     assert rows['XSub kNN from random init'] == ['2', '71.00', '+-', '1.41', '(70.00-72.00)', '71.00']
     assert rows['XSub from scratch'][1] == '41.00'
+
+
+def fake_clone(root, videos):
+    """The folders of the public copy that scripts/pku_v1_recordings.sh reads, one short file per video."""
+    for folder in ('Data/Skeleton/PKU_Skeleton_Renew', 'Label/Train_Label_PKU_final', 'Split/Split'):
+        (root / folder).mkdir(parents=True)
+    for video in videos:
+        (root / 'Data/Skeleton/PKU_Skeleton_Renew' / f'{video}.txt').write_text(f'{video} frames\n')
+        (root / 'Label/Train_Label_PKU_final' / f'{video}.txt').write_text('1,0,10,1\n')
+    for name in ('cross-subject.txt', 'cross-view.txt'):
+        (root / 'Split/Split' / name).write_text('Training videos:\n0002-L\n')
+
+
+def test_recordings_layout_copies_the_listed_videos(tmp_path):
+    videos = (CONFIGS / 'videos.txt').read_text().split()
+    assert len(videos) == len(set(videos)) == 218
+    fake_clone(tmp_path / 'clone', videos + ['9999-L'])
+    dest = tmp_path / 'v1'
+    subprocess.run(['bash', str(ROOT / 'scripts/pku_v1_recordings.sh'), str(tmp_path / 'clone'), str(dest)],
+                   check=True, capture_output=True)
+    assert sorted(p.stem for p in (dest / 'skeleton').iterdir()) == sorted(videos)
+    assert (dest / 'skeleton' / f'{videos[0]}.txt').read_text() == f'{videos[0]} frames\n'
+    assert sorted(p.stem for p in (dest / 'label').iterdir()) == sorted(videos)
+    assert (dest / 'cross-view.txt').is_file() and (dest / 'cross-subject.txt').is_file()
+
+
+def test_recordings_layout_names_a_missing_video(tmp_path):
+    videos = (CONFIGS / 'videos.txt').read_text().split()
+    fake_clone(tmp_path / 'clone', videos[1:])
+    result = subprocess.run(['bash', str(ROOT / 'scripts/pku_v1_recordings.sh'), str(tmp_path / 'clone'),
+                             str(tmp_path / 'v1')], capture_output=True, text=True)
+    assert result.returncode == 1 and not (tmp_path / 'v1').exists()
+    assert result.stderr.strip() == (f"error: {tmp_path}/clone/Data/Skeleton/PKU_Skeleton_Renew/{videos[0]}.txt "
+                                     f"is missing or empty (a clone without Git LFS content?); the study needs "
+                                     f"all 218 videos")
