@@ -1,11 +1,12 @@
 """What a run reports: the reduced precisions this device has no fast kernel for, the device name, one summary
 line per row, the aligned table and the JSON file."""
 import json
-import os
 import platform
 from pathlib import Path
 
 import torch
+
+from util.misc import atomic_write
 
 
 def slow_precisions(device):
@@ -75,7 +76,4 @@ def table(rows):
 
 
 def write_json(path, report):
-    path = Path(path)
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(json.dumps(report, indent=1) + '\n')
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(report, indent=1) + '\n'))

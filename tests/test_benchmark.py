@@ -14,7 +14,7 @@ import benchmark
 from bench.feeder_rows import interleaved_feeder_rows, write_npz
 from bench.flops import model_flops
 from bench.published import PublishedFeeder, default_kernel, published_item, use_explicit_attention
-from bench.report import slow_precisions
+from bench.report import slow_precisions, write_json
 from bench.settings import CROP, FULL, QUICK, SECTIONS
 from bench.steps import build, skeleton_batch
 from conftest import ROOT
@@ -71,6 +71,17 @@ def test_only_selects_sections_and_return_memory(tmp_path):
     slow = slow_precisions(torch.device('cpu'))
     assert [n.split(':')[0] for n in report['notes']] == [p for p in slow if p == 'bf16']
     assert all('left out' in n for n in report['notes'])
+
+
+def test_out_is_written_whole_or_not_at_all(tmp_path):
+    """--out: the JSON read back equals the report; a folder that does not exist ends in one line, no file."""
+    report = {'rows': [{'section': 'matmul', 'ms_per_step': 1.5}], 'notes': []}
+    write_json(tmp_path / 'bench.json', report)
+    assert json.loads((tmp_path / 'bench.json').read_text()) == report
+    with pytest.raises(SystemExit) as exit:
+        write_json(tmp_path / 'missing' / 'bench.json', report)
+    assert str(exit.value).startswith(f"error: cannot write {tmp_path / 'missing' / 'bench.json'}: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['bench.json']
 
 
 @pytest.mark.parametrize('args, message', [
