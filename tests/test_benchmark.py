@@ -11,6 +11,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 import benchmark
+from bench.feeder_rows import interleaved_feeder_rows, write_npz
+from bench.flops import model_flops
+from bench.published import PublishedFeeder, default_kernel, published_item, use_explicit_attention
+from bench.report import slow_precisions, write_json
+from bench.settings import CROP, FULL, QUICK, SECTIONS
+from bench.steps import build, skeleton_batch
 from conftest import ROOT
 
 
@@ -25,7 +31,7 @@ def run_benchmark(tmp_path, *flags):
 def test_quick_run_reports_every_section(tmp_path):
     report, stdout = run_benchmark(tmp_path, '--amp', 'fp32,bf16')
     rows = report['rows']
-    assert {r['section'] for r in rows} == set(benchmark.SECTIONS)
+    assert {r['section'] for r in rows} == set(SECTIONS)
     assert report['device'] == 'cpu' and report['batch'] == 2 and report['threads'] >= 1
     assert report['keep_memory']  # as the training entry points do on CPU (glibc)
     assert set(report['matmul_gflop_per_s']) == {'fp32', 'bf16'}
@@ -48,7 +54,7 @@ def test_quick_run_reports_every_section(tmp_path):
         if r['section'] in ('matmul', 'augment'):
             continue
         depth = int(r['variant'].split()[1]) if r['variant'] else None
-        forward, train = benchmark.model_flops(r['section'], 2, benchmark.QUICK, depth)
+        forward, train = model_flops(r['section'], 2, QUICK, depth)
         assert r['flops_per_step'] == (forward if r['section'] == 'eval' else train)
         assert r['gflop_per_s'] == pytest.approx(r['flops_per_step'] / r['ms_per_step'] / 1e6)
         peak = report['matmul_gflop_per_s'][r['precision']]
@@ -62,9 +68,20 @@ def test_only_selects_sections_and_return_memory(tmp_path):
     assert report['matmul_gflop_per_s'] == {}
     assert not report['keep_memory'] and 'malloc keeps freed memory' not in stdout
     # by default the precisions without a fast matmul kernel on this device are left out, with a note
-    slow = benchmark.slow_precisions(torch.device('cpu'))
+    slow = slow_precisions(torch.device('cpu'))
     assert [n.split(':')[0] for n in report['notes']] == [p for p in slow if p == 'bf16']
     assert all('left out' in n for n in report['notes'])
+
+
+def test_out_is_written_whole_or_not_at_all(tmp_path):
+    """--out: the JSON read back equals the report; a folder that does not exist ends in one line, no file."""
+    report = {'rows': [{'section': 'matmul', 'ms_per_step': 1.5}], 'notes': []}
+    write_json(tmp_path / 'bench.json', report)
+    assert json.loads((tmp_path / 'bench.json').read_text()) == report
+    with pytest.raises(SystemExit) as exit:
+        write_json(tmp_path / 'missing' / 'bench.json', report)
+    assert str(exit.value).startswith(f"error: cannot write {tmp_path / 'missing' / 'bench.json'}: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['bench.json']
 
 
 @pytest.mark.parametrize('args, message', [
@@ -89,12 +106,12 @@ def test_flop_count_matches_flop_counter(section, decoder_depth, scale):
     The math SDPA kernel computes attention as two batched matmuls that the counter sees (it does not count
     the CPU flash kernel), and their backward as four: the same convention as model_flops.
     """
-    size, batch = (benchmark.QUICK, 3) if scale == 'quick' else (benchmark.FULL, 16)
+    size, batch = (QUICK, 3) if scale == 'quick' else (FULL, 16)
     device = torch.device('cpu' if scale == 'quick' else 'meta')
     torch.manual_seed(0)
-    model, _, loss_fn = benchmark.build(section, size, device, 'fp32', device.type == 'cpu', decoder_depth)
-    x, y = benchmark.skeleton_batch(batch, size['num_frames'], size, device)
-    forward, train = benchmark.model_flops(section, batch, size, decoder_depth)
+    model, _, loss_fn = build(section, size, device, 'fp32', device.type == 'cpu', decoder_depth)
+    x, y = skeleton_batch(batch, size['num_frames'], size, device)
+    forward, train = model_flops(section, batch, size, decoder_depth)
     with sdpa_kernel(SDPBackend.MATH):
         with FlopCounterMode(display=False) as counter:
             with torch.no_grad():
@@ -122,9 +139,9 @@ class OpNames(TorchDispatchMode):
 def test_attention_runs_in_the_fused_kernel(section):
     """The timm blocks call scaled_dot_product_attention (flash kernel on CPU), not matmul + softmax, which
     materialises every (L, L) attention matrix and makes the full-size steps about twice as slow."""
-    size = benchmark.QUICK
-    model, _, loss_fn = benchmark.build(section, size, torch.device('cpu'), 'fp32', True, 1)
-    x, y = benchmark.skeleton_batch(2, size['num_frames'], size, torch.device('cpu'))
+    size = QUICK
+    model, _, loss_fn = build(section, size, torch.device('cpu'), 'fp32', True, 1)
+    x, y = skeleton_batch(2, size['num_frames'], size, torch.device('cpu'))
     with OpNames() as ops:
         loss_fn(model, x, y).backward()
     assert {'_scaled_dot_product_flash_attention_for_cpu',
@@ -135,14 +152,14 @@ def test_attention_runs_in_the_fused_kernel(section):
 @pytest.mark.parametrize('section', ['pretrain', 'finetune'])
 def test_published_step_has_the_same_math_in_explicit_attention(section):
     """The --published rows: softmax + bmm instead of the fused kernel, the same loss and gradients."""
-    size, cpu = benchmark.QUICK, torch.device('cpu')
-    x, y = benchmark.skeleton_batch(3, size['num_frames'], size, cpu)
+    size, cpu = QUICK, torch.device('cpu')
+    x, y = skeleton_batch(3, size['num_frames'], size, cpu)
     results = []
     for published in (False, True):
         torch.manual_seed(0)
-        model, _, loss_fn = benchmark.build(section, size, cpu, 'fp32', True, 1)
+        model, _, loss_fn = build(section, size, cpu, 'fp32', True, 1)
         if published:
-            benchmark.use_explicit_attention(model)
+            use_explicit_attention(model)
         torch.manual_seed(1)
         with OpNames() as ops:
             loss = loss_fn(model, x, y)
@@ -179,11 +196,11 @@ def test_published_feeder_gives_our_samples(tmp_path):
     from feeder.feeder_ntu import Feeder
 
     path = tmp_path / 'x.npz'
-    benchmark.write_npz(path, 12, 300, 60)
-    ours = Feeder(path, split='train', p_interval=benchmark.CROP, window_size=120, random_rot=True)
-    published = benchmark.PublishedFeeder(path, 120)
+    write_npz(path, 12, 300, 60)
+    ours = Feeder(path, split='train', p_interval=CROP, window_size=120, random_rot=True)
+    published = PublishedFeeder(path, 120)
     samples = []
-    for get in (lambda i: ours[i][0], lambda i: benchmark.published_item(published, i)[0].numpy()):
+    for get in (lambda i: ours[i][0], lambda i: published_item(published, i)[0].numpy()):
         np.random.seed(3)
         torch.manual_seed(3)
         samples.append([get(i) for i in range(12)])
@@ -197,9 +214,9 @@ def test_published_feeder_gives_our_samples(tmp_path):
 def test_published_optimizer_is_torch_default_with_the_same_groups(section):
     """The official code builds AdamW without kernel options: on CPU that is the per-tensor loop. Same groups and
     the same update as our fused kernel, within float rounding."""
-    size, cpu = benchmark.QUICK, torch.device('cpu')
-    model, fused, _ = benchmark.build(section, size, cpu, 'fp32', True, 1)
-    default = benchmark.default_kernel(fused)
+    size, cpu = QUICK, torch.device('cpu')
+    model, fused, _ = build(section, size, cpu, 'fp32', True, 1)
+    default = default_kernel(fused)
     assert fused.defaults['fused'] and not default.defaults['fused'] and default.defaults['foreach'] is None
     assert len(default.param_groups) == len(fused.param_groups) > 1
     def options(group):
@@ -241,7 +258,7 @@ def test_feeder_passes_alternate_between_processes(tmp_path):
     log = tmp_path / 'passes.txt'
     processes = [({'ours': (LoggingFeeder('ours', log), None, log_pass)}, True),
                  ({'published': (LoggingFeeder('published', log), None, log_pass)}, False)]
-    rows = benchmark.interleaved_feeder_rows(processes, samples=3, warmup=1, steps=2)
+    rows = interleaved_feeder_rows(processes, samples=3, warmup=1, steps=2)
     assert log.read_text().split() == ['ours', 'published'] * 3
     assert [r['variant'] for r in rows] == ['ours', 'published']
     for r in rows:
