@@ -1,4 +1,4 @@
-"""The published runs, setting by setting: configs, script defaults and the README table agree with them."""
+"""The published runs, setting by setting: configs, script defaults and the docs/training.md table agree."""
 import argparse
 import os
 import subprocess
@@ -43,18 +43,18 @@ PUBLISHED_RUNS = [
 IDS = [f'{run[0]}/{run[1]}' for run in PUBLISHED_RUNS]
 
 
-def readme_rows():
-    """The rows of the README's "Published runs" table, as lists of cell texts."""
-    text = (ROOT / 'README.md').read_text()
+def docs_rows():
+    """The rows of the "Published runs" table of docs/training.md, as lists of cell texts."""
+    text = (ROOT / 'docs' / 'training.md').read_text()
     table = text.split('### Published runs', 1)[1].split('\n\n| ', 1)[1].split('\n\n', 1)[0]
     return [[cell.strip().strip('`') for cell in line.strip('|').split('|')] for line in table.splitlines()[2:]]
 
 
-def test_readme_table_is_the_published_runs():
+def test_docs_table_is_the_published_runs():
     expected = [[dataset, protocol, str(processes), str(batch), str(processes * batch), f'{lr:g}', str(epochs),
                  checkpoint or 'none', command]
                 for dataset, protocol, processes, batch, lr, epochs, checkpoint, command, _ in PUBLISHED_RUNS]
-    assert readme_rows() == expected
+    assert docs_rows() == expected
 
 
 @pytest.mark.parametrize('run', PUBLISHED_RUNS, ids=IDS)

@@ -22,7 +22,7 @@ def build_dataset(args, key, **overrides):
     feeder_args.setdefault('split', 'train' if key == 'train_feeder_args' else 'test')
     path = feeder_args.get('data_path')
     if path is None or not Path(path).is_file():
-        fail(f"data file {path} not found ({key}.data_path in {args.config}): prepare the data as the README "
+        fail(f"data file {path} not found ({key}.data_path in {args.config}): prepare the data as docs/data.md "
              f"says, or give its path with --data_path")
     if key == 'train_feeder_args' and args.gpu_aug and not overrides:
         feeder_args['batch_augment'] = True
