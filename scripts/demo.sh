@@ -5,8 +5,7 @@
 # both encoders -> pictures (masking, t-SNE, confusion) -> a table of the test accuracies (top-1 and mean
 # class accuracy). Each run writes a fresh folder OUTPUT_ROOT/<date>-<time>: data/ (the preprocessed arrays),
 # one output folder per stage (checkpoints, log.txt, TensorBoard events, config.yaml; per_class.csv after a
-# probe or fine-tune) and
-# pictures/; nothing from an earlier run is read or overwritten.
+# probe or fine-tune) and pictures/; nothing from an earlier run is read or overwritten.
 #   SEED             data, initial weights and augmentation (default 0)
 #   OUTPUT_ROOT      default demo_output in the repository
 #   DEVICE           auto (default: cuda when available), cpu or cuda
