@@ -8,7 +8,7 @@ import subprocess
 
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, shared_path
 from model_mamp import MAMP
 from model_transformer import SkeletonTransformer, load_pretrained
 from util import config
@@ -85,3 +85,13 @@ def test_table_pools_the_runs_of_every_seed(tmp_path):
     assert rows['XSub kNN from random init'] == ['2', '71.00', '+-', '1.41', '(70.00-72.00)', '36.00', '+-', '1.41',
                                                  '-']
     assert rows['XSub from scratch'][1] == '41.00'
+
+
+def test_study_video_list_names_phase_1_videos():
+    """config/real_pku/videos.txt (the README's link commands read it): 218 distinct Phase I videos, each named
+    in the real cross-subject split file."""
+    videos = (CONFIGS / 'videos.txt').read_text().split()
+    lines = shared_path('realdata', 'pku', 'cross-subject.txt').read_text().splitlines()
+    split = {v.strip() for line in (lines[1], lines[3]) for v in line.split(',') if v.strip()}
+    assert len(videos) == len(set(videos)) == 218 and len(split) == 1076
+    assert set(videos) <= split
