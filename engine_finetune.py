@@ -56,7 +56,8 @@ def evaluation_stats(sums):
 
 @torch.no_grad()
 def evaluate(data_loader, model, device, args):
-    """Cross-entropy, top-1 / top-5 and mean class accuracy (%) over every test sample exactly once.
+    """Cross-entropy, top-1 / top-5 and mean class accuracy (%) over every test sample exactly once; the
+    classes are the args.model_args['num_classes'] outputs of the model.
 
     With --dist_eval each rank holds a disjoint shard and the sums of losses, hits and samples (overall and
     per class) are added over ranks; the only host read-back is at the end. Every rank first takes rank 0's
