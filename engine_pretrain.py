@@ -20,8 +20,9 @@ def train_one_epoch(model, data_loader, optimizer, device, epoch, loss_scaler, a
 
 class Monitor:
     """The runner's after_epoch hook: every args.knn_every epochs and after the last, the kNN accuracy of the
-    encoder (log.txt knn_acc1 / knn_acc5 / knn_time, TensorBoard knn/*); every args.vis_every epochs and after
-    the last, the masking figure of the first test sample (centre crop) to TensorBoard ('masking')."""
+    encoder (log.txt knn_acc1 / knn_acc5 / knn_mean_class_acc / knn_bank / knn_time, TensorBoard under the
+    monitor's name, which gives its bank); every args.vis_every epochs and after the last, the masking figure
+    of the first test sample (centre crop) to TensorBoard ('masking')."""
 
     def __init__(self, args):
         for flag in ('knn_every', 'vis_every'):
@@ -34,14 +35,23 @@ class Monitor:
     def due(self, every, epoch):
         return every > 0 and ((epoch + 1) % every == 0 or epoch + 1 == self.args.epochs)
 
+    def knn_name(self):
+        """The kNN monitor's name (print line and TensorBoard tags), with its bank beside main_knn.py's, which
+        is the whole training set: a smaller bank gives a lower accuracy on the same encoder."""
+        bank, total = len(self.knn.bank_index), len(self.knn.bank)
+        if bank < total:
+            return f"kNN monitor (bank of {bank} training samples; main_knn.py uses all {total})"
+        return f"kNN monitor (bank of all {total} training samples, as main_knn.py)"
+
     def __call__(self, model, epoch, device, log_writer, **_):
-        args, stats = self.args, {}
+        args, stats, step = self.args, {}, engine.tensorboard_step(epoch + 1)
         if self.due(args.knn_every, epoch):
             self.knn = self.knn or knn.KNN(args)
-            stats = {f'knn_{k}': v for k, v in self.knn(model, device).items()}
+            name = self.knn_name()
+            stats = {f'knn_{k}': v for k, v in self.knn(model, device, name).items()}
             if log_writer is not None:
-                for key in ('acc1', 'acc5', 'time'):
-                    log_writer.add_scalar(f'knn/{key}', stats[f'knn_{key}'], epoch)
+                for key in ('acc1', 'acc5', 'mean_class_acc', 'time'):
+                    log_writer.add_scalar(f'{name}/{key}', stats[f'knn_{key}'], step)
         if self.due(args.vis_every, epoch) and dist.is_main_process():
             if self.sample is None:
                 key, _, test = knn.feeder_settings(args)
@@ -50,5 +60,5 @@ class Monitor:
             rows = {f'motion-aware (tau {args.motion_aware_tau:g})': figures.masking_arrays(
                         model, x, args.mask_ratio, args.motion_aware_tau, args.motion_stride),
                     'random (tau 0)': figures.masking_arrays(model, x, args.mask_ratio, 0., args.motion_stride)}
-            log_writer.add_figure('masking', figures.masking_figure(rows, f'epoch {epoch}: test sample 0'), epoch)
+            log_writer.add_figure('masking', figures.masking_figure(rows, f'epoch {epoch}: test sample 0'), step)
         return stats

@@ -26,7 +26,7 @@ def main(args):
     criterion = LabelSmoothingCrossEntropy(args.smoothing) if args.smoothing > 0 else nn.CrossEntropyLoss()
     return runner.run(args, lambda **kw: engine_finetune.train_one_epoch(criterion=criterion, **kw),
                       make_optimizer, evaluate=engine_finetune.evaluate,
-                      after_epoch=engine_finetune.ConfusionAtEnd(args))
+                      after_epoch=engine_finetune.FinalEvaluation(args))
 
 
 if __name__ == '__main__':

@@ -5,7 +5,7 @@
         --finetune output/ntu60_xsub/pretrain_mamp/checkpoint-399.pth [--k 20 --t 0.07]
     torchrun --nproc_per_node=4 main_knn.py --config ... --finetune ...   (one shard of the features per process)
 
-Prints top-1 / top-5 and writes them to output_dir/knn.json.
+Prints top-1, top-5 and the mean class accuracy and writes them to output_dir/knn.json.
 """
 import json
 from pathlib import Path
@@ -14,7 +14,7 @@ from util import config, dist, knn, misc, runner
 
 
 def main(args):
-    device = runner.setup(args)
+    device = runner.setup(args, training=False)
     evaluate = knn.KNN(args)
     model = runner.build_model(args).to(device)
     stats = {f'knn_{k}': v for k, v in evaluate(model, device).items()}

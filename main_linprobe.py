@@ -31,7 +31,7 @@ def main(args):
     criterion = nn.CrossEntropyLoss()
     return runner.run(args, lambda **kw: engine_finetune.train_one_epoch(criterion=criterion, **kw),
                       make_optimizer, evaluate=engine_finetune.evaluate,
-                      after_epoch=engine_finetune.ConfusionAtEnd(args), prepare_model=prepare_model)
+                      after_epoch=engine_finetune.FinalEvaluation(args), prepare_model=prepare_model)
 
 
 if __name__ == '__main__':

@@ -6,7 +6,8 @@
 # the test accuracies.
 # Models and schedules: config/real_pku/*.yaml. Each run writes a fresh folder OUTPUT_ROOT/<date>-<time>:
 # data/ (the arrays), and per benchmark XSub/, XView/ one output folder per stage with its log.txt,
-# checkpoints, TensorBoard events, config.yaml and <stage>.log (the stage's console output, kept quiet here).
+# checkpoints, TensorBoard events, config.yaml and <stage>.log (the stage's console output). On screen: each
+# stage with its .log file, then its epoch lines and kNN results as they come.
 #   RAW_DIR      skeleton/, label/ and the split files of PKU-MMD Phase I (default data/pku_raw/v1)
 #   SEED         initial weights and augmentation (default 0)
 #   OUTPUT_ROOT  default real_pku_output in the repository
@@ -43,15 +44,26 @@ SEED=${SEED:-0}
 DEVICE=${DEVICE:-auto}
 echo "MAMP on the PKU-MMD Phase I recordings in $RAW_DIR, seed $SEED: writing to $RUN"
 
+progress() {  # the lines of a run's console output that show how far it is (one per epoch, kNN results), indented
+  local line
+  while IFS= read -r line; do
+    case $line in
+      'Epoch '[0-9]*': train loss'* | kNN*) echo "   $line" ;;
+    esac
+  done
+}
+
 stage() {  # stage BENCHMARK NAME ENTRY CONFIG [FLAGS...]: one training run, its console output in its folder
   local benchmark=$1 name=$2 entry=$3 cfg=$4 start=$SECONDS
   local out=$RUN/$benchmark/$name
+  local log=$out/$name.log
   shift 4
   mkdir -p "$out"
-  echo "== $benchmark $name ($(date +%H:%M:%S))"
-  if ! python "$entry" --config "config/real_pku/$cfg.yaml" --data_path "$RUN/data/PKUv1_$benchmark.npz" \
-      --device "$DEVICE" --seed "$SEED" --output_dir "$out" "$@" > "$out/$name.log" 2>&1; then
-    tail -n 5 "$out/$name.log" >&2
+  echo "== $benchmark $name ($(date +%H:%M:%S)), console output in $log"
+  if ! PYTHONUNBUFFERED=1 python "$entry" --config "config/real_pku/$cfg.yaml" \
+      --data_path "$RUN/data/PKUv1_$benchmark.npz" --device "$DEVICE" --seed "$SEED" --output_dir "$out" "$@" \
+      2>> "$log" | tee -a "$log" | progress; then
+    tail -n 5 "$log" >&2
     exit 1
   fi
   echo "   done in $((SECONDS - start)) s"
@@ -80,7 +92,7 @@ for b in "${BENCHMARKS[@]}"; do
 done
 
 echo
-echo "Test top-1 accuracy (%), PKU-MMD Phase I recordings in $RAW_DIR, seed $SEED:"
+echo "Test accuracy (%), PKU-MMD Phase I recordings in $RAW_DIR, seed $SEED:"
 table "$RUN"
 echo
 echo "Study finished in $((SECONDS / 60)) min $((SECONDS % 60)) s: $RUN"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Semi-supervised: fine-tuning on RATIO percent of the labelled training samples (the same subset on every
 # process and in every repeat, set by subset_seed in the config), REPEATS times with training seeds 0, 1, ...,
-# each into OUTPUT_DIR/seed<k>; then the mean and standard deviation of the best top-1 over the repeats (the
-# paper reports the mean of 5). A rerun continues each repeat from its checkpoint-last.pth.
+# each into OUTPUT_DIR/seed<k>; then the mean and standard deviation over the repeats of the last top-1, the
+# last mean class accuracy and the best-on-test top-1 (the paper reports the mean of 5). A rerun continues each repeat from its checkpoint-last.pth.
 #   RATIO       1 or 10 (default 1)
 #   DATASET     ntu60_xsub (default), ntu60_xview, ntu120_xsub, ntu120_xset, pku_v1, pku_v2
 #   REPEATS     default 5

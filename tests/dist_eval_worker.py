@@ -2,7 +2,8 @@
 running statistics differ on every rank, as they do after the last DDP step of an epoch.
 
 Each rank writes <out>/rank<r>.json: its own model evaluated alone on the whole test set (before the
-evaluation on shards), and the result of the evaluation on shards.
+evaluation on shards), the mean class accuracy of that model computed by util.scores from predict()'s logits,
+and the result of the evaluation on shards.
 """
 import argparse
 import copy
@@ -18,10 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import engine_finetune  # noqa: E402
 from model_transformer import SkeletonTransformer  # noqa: E402
 from train_fixtures import TINY_ENCODER  # noqa: E402
-from util import dist  # noqa: E402
+from util import dist, scores  # noqa: E402
 from util.data import ShardSampler  # noqa: E402
 
 NUM_TEST, CLASSES = 11, 4
+ARGS = {'amp': 'none', 'model_args': {'num_classes': CLASSES}}
 
 
 def main(out):
@@ -30,19 +32,23 @@ def main(out):
     torch.manual_seed(0)  # the same weights on every rank
     model = SkeletonTransformer(num_classes=CLASSES, protocol='finetune', **TINY_ENCODER)
     g = torch.Generator().manual_seed(1)
-    test_set = TensorDataset(torch.randn(NUM_TEST, 3, 24, 25, 2, generator=g),
-                             torch.randint(0, CLASSES, (NUM_TEST,), generator=g), torch.arange(NUM_TEST))
+    labels = torch.tensor([3, 1, 1, 0, 1, 1, 0, 2, 3, 0, 1])  # rank 0's model: classes 100, 100, 33 and 0% right
+    test_set = TensorDataset(torch.randn(NUM_TEST, 3, 24, 25, 2, generator=g), labels, torch.arange(NUM_TEST))
     g.manual_seed(100 + rank)  # each rank its own BatchNorm statistics
     for module in model.modules():
         if isinstance(module, nn.BatchNorm1d):
-            module.running_mean.normal_(0, 1, generator=g)
-            module.running_var.uniform_(0.2, 3, generator=g)
+            module.running_mean.normal_(0, 0.1, generator=g)  # small enough that predictions still vary
+            module.running_var.uniform_(0.5, 2, generator=g)
     whole = DataLoader(test_set, batch_size=4)
-    alone = engine_finetune.evaluate(whole, copy.deepcopy(model), device, argparse.Namespace(dist_eval=False,
-                                                                                            amp='none'))
+    alone = engine_finetune.evaluate(whole, copy.deepcopy(model), device, argparse.Namespace(dist_eval=False, **ARGS))
+    logits, labels = engine_finetune.predict(whole, copy.deepcopy(model), device,
+                                             argparse.Namespace(dist_eval=False, **ARGS))
+    predicted = {'mean_class_acc': scores.mean_class_accuracy(logits.numpy(), labels.numpy()),
+                 'acc1': scores.topk_accuracy(logits.numpy(), labels.numpy(), 1)}
     shard = DataLoader(test_set, sampler=ShardSampler(NUM_TEST, rank, dist.get_world_size()), batch_size=4)
-    sharded = engine_finetune.evaluate(shard, model, device, argparse.Namespace(dist_eval=True, amp='none'))
-    (Path(out) / f'rank{rank}.json').write_text(json.dumps({'alone': alone, 'dist_eval': sharded}))
+    sharded = engine_finetune.evaluate(shard, model, device, argparse.Namespace(dist_eval=True, **ARGS))
+    (Path(out) / f'rank{rank}.json').write_text(json.dumps({'alone': alone, 'predicted': predicted,
+                                                            'dist_eval': sharded}))
     dist.cleanup()
 
 

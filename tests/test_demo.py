@@ -33,13 +33,14 @@ def start_demo(output_root, cwd):
 
 
 def table_rows(stdout):
-    """{row name: (best top-1, best epoch, last top-1, epochs)} from the table the demo prints."""
+    """{row name: (last top-1, last mean class accuracy, best top-1, its epoch, epochs)} from the table the demo
+    prints."""
     rows = {}
     for line in stdout.splitlines():
         for name in ROWS:
-            match = re.fullmatch(rf"{re.escape(name)}\s+([\d.]+) \((\d+)\)\s+([\d.]+)\s+(\d+)", line)
+            match = re.fullmatch(rf"{re.escape(name)}\s+([\d.]+)\s+([\d.]+)\s+([\d.]+) \((\d+)\)\s+(\d+)", line)
             if match:
-                rows[name] = (float(match[1]), int(match[2]), float(match[3]), int(match[4]))
+                rows[name] = (float(match[1]), float(match[2]), float(match[3]), int(match[4]), int(match[5]))
     return rows
 
 
@@ -107,7 +108,7 @@ def test_demo_table_has_the_three_runs_from_their_logs(demo):
             log = read_log(run_folder(stdout) / stage)
             assert log[0]['test_num_samples'] == NUM_TEST
             acc = pytest.approx(log[0]['test_acc1'], abs=0.005)
-            assert rows[name] == (acc, 0, acc, 1)
+            assert rows[name] == (acc, pytest.approx(log[0]['test_mean_class_acc'], abs=0.005), acc, 0, 1)
 
 
 @pytest.mark.slow

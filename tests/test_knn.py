@@ -1,5 +1,6 @@
-"""kNN evaluation (util/knn.py, main_knn.py): the vote against NumPy, the pooled features against the linear
-probe's, one process against two, and the one-line errors."""
+"""kNN evaluation (util/knn.py, main_knn.py): the vote against NumPy, top-1 and mean class accuracy against
+NumPy, the pooled features against the linear probe's, one process against two, the monitor's name, and the
+one-line errors."""
 import json
 
 import numpy as np
@@ -7,9 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from engine_pretrain import Monitor
 from model_transformer import SkeletonTransformer
 from train_fixtures import TINY_ENCODER, run_entry
-from util.knn import PooledFeatures, bank_subset, knn_topk
+from util import config, data
+from util.knn import KNN, PooledFeatures, bank_subset, knn_topk
 
 
 def numpy_knn_top1(bank, bank_labels, queries, num_classes, k, t):
@@ -50,6 +53,48 @@ def test_pooled_features_are_what_the_linear_probe_sees():
         torch.testing.assert_close(PooledFeatures(model)(x), expected)
 
 
+def knn_args(work, *flags):
+    """The kNN settings of main_knn.py on the tiny linear config, with the loader options setup() derives."""
+    args = config.parse_args('knn', ['--config', str(work['linear']), '--device', 'cpu', '--batch_size', '4', *flags])
+    args.num_workers, args.pin_mem = 0, False
+    return args
+
+
+def test_knn_accuracies_equal_numpy(work):
+    """KNN's top-1 and mean class accuracy against features computed whole and a vote and per-class mean in
+    NumPy. The test labels (3, 3, 3 and 2 samples of 4 classes) make the two differ."""
+    args = knn_args(work, '--k', '5')
+    torch.manual_seed(0)
+    model = SkeletonTransformer(**args.model_args).eval()
+    result = KNN(args)(model, torch.device('cpu'))
+
+    def features(split):
+        dataset = data.build_dataset(args, 'val_feeder_args', split=split)
+        x = torch.stack([torch.from_numpy(dataset[i][0]) for i in range(len(dataset))])
+        with torch.no_grad():
+            return PooledFeatures(model)(x).numpy(), np.array([dataset[i][1] for i in range(len(dataset))])
+    (bank, bank_labels), (queries, labels) = features('train'), features('test')
+    predictions = numpy_knn_top1(bank, bank_labels, queries, 60, k=5, t=0.07)
+    per_class = [np.mean(predictions[labels == c] == c) for c in np.unique(labels)]
+    assert np.bincount(labels).tolist() == [3, 3, 3, 2]
+    assert result['acc1'] == pytest.approx(100 * np.mean(predictions == labels))
+    assert result['mean_class_acc'] == pytest.approx(100 * np.mean(per_class))
+    assert result['mean_class_acc'] != pytest.approx(result['acc1'])
+    assert result['bank'] == 24
+
+
+def test_monitor_names_its_bank_beside_main_knn(work):
+    """The monitor's print line and TensorBoard tags say when its bank is smaller than main_knn.py's."""
+    pretrain = config.parse_args('pretrain', ['--config', str(work['pretrain']), '--knn_every', '1'])
+    pretrain.num_workers, pretrain.pin_mem = 0, False
+    monitor = Monitor(pretrain)
+    for max_train, name in ((10, 'kNN monitor (bank of 10 training samples; main_knn.py uses all 24)'),
+                            (0, 'kNN monitor (bank of all 24 training samples, as main_knn.py)')):
+        pretrain.knn_max_train = max_train
+        monitor.knn = KNN(pretrain)
+        assert monitor.knn_name() == name
+
+
 def test_bank_subset_is_fixed_and_bounded():
     np.testing.assert_array_equal(bank_subset(10, 0), np.arange(10))
     subset = bank_subset(100, 30)
@@ -68,6 +113,7 @@ def test_two_processes_give_the_one_process_result(work, tmp_path):
     one, two = results
     assert one['knn_acc1'] == pytest.approx(two['knn_acc1'])
     assert one['knn_acc5'] == pytest.approx(two['knn_acc5'])
+    assert one['knn_mean_class_acc'] == pytest.approx(two['knn_mean_class_acc'])
     assert 0 < one['knn_acc1'] <= 100 and one['knn_k'] == 5
 
 

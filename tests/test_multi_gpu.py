@@ -16,7 +16,8 @@ from util.checkpoint import load_checkpoint
 
 
 def test_dist_eval_reports_rank_0s_model_on_the_whole_test_set(tmp_path):
-    """2 gloo ranks with different BatchNorm statistics: the accuracy on shards is rank 0's model alone."""
+    """2 gloo ranks with different BatchNorm statistics: the accuracy on shards is rank 0's model alone. The mean
+    class accuracy, alone and summed per class over the shards, is util.scores' on predict()'s logits."""
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
            str(ROOT / 'tests' / 'dist_eval_worker.py'), str(tmp_path)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=180,
@@ -29,6 +30,10 @@ def test_dist_eval_reports_rank_0s_model_on_the_whole_test_set(tmp_path):
         assert rank['dist_eval']['acc1'] == rank0['alone']['acc1']
         assert rank['dist_eval']['acc5'] == rank0['alone']['acc5']
         assert rank['dist_eval']['loss'] == pytest.approx(rank0['alone']['loss'], rel=1e-6)
+        assert rank['alone']['mean_class_acc'] == pytest.approx(rank['predicted']['mean_class_acc'], abs=1e-9)
+        assert rank['alone']['acc1'] == pytest.approx(rank['predicted']['acc1'], abs=1e-9)
+        assert rank['dist_eval']['mean_class_acc'] == pytest.approx(rank0['predicted']['mean_class_acc'], abs=1e-9)
+    assert rank0['alone']['mean_class_acc'] != pytest.approx(rank0['alone']['acc1'])  # the classes weigh alike
 
 
 @pytest.fixture(scope='module')

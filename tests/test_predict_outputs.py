@@ -20,7 +20,7 @@ def test_set(tmp_path_factory):
 def test_predict_rows_follow_the_dataset_and_match_evaluate(test_set):
     torch.manual_seed(0)
     model = SkeletonTransformer(num_classes=60, protocol='finetune', **TINY_ENCODER).eval()
-    args = argparse.Namespace(amp='none', dist_eval=False)
+    args = argparse.Namespace(amp='none', dist_eval=False, model_args={'num_classes': 60})
     device = torch.device('cpu')
     reversed_loader = DataLoader(test_set, batch_size=3, sampler=list(reversed(range(len(test_set)))))
     logits, labels = engine_finetune.predict(reversed_loader, model, device, args)

@@ -8,7 +8,7 @@ import subprocess
 
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, shared_path
 from model_mamp import MAMP
 from model_transformer import SkeletonTransformer, load_pretrained
 from util import config
@@ -64,19 +64,26 @@ def test_table_pools_the_runs_of_every_seed(tmp_path):
                 folder = tmp_path / 'out' / run / benchmark / stage
                 folder.mkdir(parents=True)
                 top1 = 10.0 * i + b + 2.0 * seed  # a different value for every stage, benchmark and seed
+                mean_class = top1 / 2 + seed  # 2 apart over the seeds
                 if stage in classification:
-                    (folder / 'log.txt').write_text(json.dumps({'epoch': 0, 'test_acc1': top1}) + '\n')
+                    (folder / 'log.txt').write_text(json.dumps({'epoch': 0, 'test_acc1': top1,
+                                                                'test_mean_class_acc': mean_class}) + '\n')
                 else:
-                    (folder / 'knn.json').write_text(json.dumps({'knn_acc1': top1}) + '\n')
+                    (folder / 'knn.json').write_text(json.dumps({'knn_acc1': top1,
+                                                                 'knn_mean_class_acc': mean_class}) + '\n')
     result = subprocess.run(['bash', str(ROOT / 'scripts' / 'real_pku.sh'), 'table'], cwd=tmp_path,
                             env={**os.environ, 'OUTPUT_ROOT': 'out'}, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     rows = dict(re.split(r'\s{2,}', line, maxsplit=1) for line in result.stdout.splitlines()[1:])
     rows = {name: values.split() for name, values in rows.items()}
     assert len(rows) == 16 and not any((tmp_path / 'out').glob('*/data'))  # the table runs nothing
-    # linear_mae is stage 1: XView (b = 1) gives 11 and 13 over the seeds, mean 12, sd sqrt(2)
-    assert rows['XView linear probe after MAE'] == ['2', '12.00', '+-', '1.41', '(11.00-13.00)', '12.00']
-    assert rows['XSub kNN from random init'] == ['2', '71.00', '+-', '1.41', '(70.00-72.00)', '71.00']
+    # linear_mae is stage 1: XView (b = 1) gives 11 and 13 over the seeds, mean 12, sd sqrt(2); mean class
+    # accuracy 5.5 and 7.5; best on test the one epoch's 11 and 13
+    assert rows['XView linear probe after MAE'] == ['2', '12.00', '+-', '1.41', '(11.00-13.00)', '6.50', '+-', '1.41',
+                                                    '12.00']
+    # knn_random is stage 7: top-1 70 and 72, mean class 35 and 37; no best on test for kNN
+    assert rows['XSub kNN from random init'] == ['2', '71.00', '+-', '1.41', '(70.00-72.00)', '36.00', '+-', '1.41',
+                                                 '-']
     assert rows['XSub from scratch'][1] == '41.00'
 
 
@@ -113,3 +120,13 @@ def test_recordings_layout_names_a_missing_video(tmp_path):
     assert result.stderr.strip() == (f"error: {tmp_path}/clone/Data/Skeleton/PKU_Skeleton_Renew/{videos[0]}.txt "
                                      f"is missing or empty (a clone without Git LFS content?); the study needs "
                                      f"all 218 videos")
+
+
+def test_study_video_list_names_phase_1_videos():
+    """config/real_pku/videos.txt (the README's link commands read it): 218 distinct Phase I videos, each named
+    in the real cross-subject split file."""
+    videos = (CONFIGS / 'videos.txt').read_text().split()
+    lines = shared_path('realdata', 'pku', 'cross-subject.txt').read_text().splitlines()
+    split = {v.strip() for line in (lines[1], lines[3]) for v in line.split(',') if v.strip()}
+    assert len(videos) == len(set(videos)) == 218 and len(split) == 1076
+    assert set(videos) <= split

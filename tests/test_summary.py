@@ -6,21 +6,27 @@ import pytest
 from util import summary
 
 
-def write_log(output_dir, accuracies):
+def write_log(output_dir, accuracies, mean_class=None):
+    """log.txt with one epoch per test top-1 in `accuracies`, each with the mean class accuracy of `mean_class`
+    (default: 0.5 x top-1; an empty list: none, as in logs written before it was logged)."""
     output_dir.mkdir()
-    lines = [json.dumps({'train_loss': 1.0, 'test_acc1': acc, 'epoch': epoch}) for epoch, acc in enumerate(accuracies)]
+    mean_class = [acc / 2 for acc in accuracies] if mean_class is None else mean_class
+    lines = [json.dumps({'train_loss': 1.0, 'test_acc1': acc, 'epoch': epoch,
+                         **({'test_mean_class_acc': mean_class[epoch]} if mean_class else {})})
+             for epoch, acc in enumerate(accuracies)]
     (output_dir / 'log.txt').write_text('\n'.join(lines) + '\n')
     return output_dir
 
 
-def test_table_gives_best_with_its_epoch_and_last(tmp_path, capsys):
-    a = write_log(tmp_path / 'a', [10.0, 62.5, 40.25])
-    b = write_log(tmp_path / 'b', [33.3333, 33.3333])
+def test_table_gives_the_last_epoch_first_then_the_best_on_test(tmp_path, capsys):
+    a = write_log(tmp_path / 'a', [10.0, 62.5, 40.25], mean_class=[5.0, 30.0, 20.125])
+    b = write_log(tmp_path / 'b', [33.3333, 33.3333], mean_class=[])
     summary.main([f'probe=after=MAMP={a}', f'random init={b}'])  # the last '=' separates the name
     header, row_a, row_b = capsys.readouterr().out.splitlines()
-    assert header.split() == ['run', 'best', 'top-1', '(epoch)', 'last', 'top-1', 'epochs']
-    assert row_a.split() == ['probe=after=MAMP', '62.50', '(1)', '40.25', '3']
-    assert row_b.split() == ['random', 'init', '33.33', '(0)', '33.33', '2']  # the first of equal bests
+    assert header.split() == ['run', 'last', 'top-1', 'last', 'mean', 'class', 'best', 'on', 'test', '(epoch)',
+                              'epochs']
+    assert row_a.split() == ['probe=after=MAMP', '40.25', '20.12', '62.50', '(1)', '3']
+    assert row_b.split() == ['random', 'init', '33.33', '-', '33.33', '(0)', '2']  # the first of equal bests
     assert len({len(header), len(row_a), len(row_b)}) == 1
 
 
@@ -45,21 +51,24 @@ def test_mean_and_standard_deviation_of_the_best_over_repeats(tmp_path, capsys):
     summary.main(['--mean', *(f'seed {k}={run}' for k, run in enumerate(runs))])
     *table, mean = capsys.readouterr().out.splitlines()
     assert len(table) == 4
+    # last top-1 55, 58, 64: mean 59, sd sqrt((16 + 1 + 25) / 2) = 4.58; mean class half of it;
     # best top-1 60, 62, 64: mean 62, sample standard deviation sqrt(((-2)^2 + 0 + 2^2) / 2) = 2
-    assert mean == 'best top-1 over 3 run(s): mean 62.00, standard deviation 2.00'
+    assert mean == ('over 3 run(s): last top-1 mean 59.00, standard deviation 4.58; last mean class accuracy mean '
+                    '29.50, standard deviation 2.29; best on test top-1 mean 62.00, standard deviation 2.00')
 
 
 def test_knn_rows_from_knn_json(tmp_path, capsys):
     a = write_log(tmp_path / 'a', [50.0])
-    for name, acc1 in (('knn', 71.25), ('knn_random', 40.5)):
+    for name, acc1, mean_class in (('knn', 71.25, {'knn_mean_class_acc': 64.375}), ('knn_random', 40.5, {})):
         (tmp_path / name).mkdir()
         (tmp_path / name / 'knn.json').write_text(json.dumps({'knn_acc1': acc1, 'knn_acc5': 90.0, 'knn_k': 20,
-                                                              'knn_t': 0.07}))
+                                                              'knn_t': 0.07, **mean_class}))
     summary.main([f'probe={a}', '--knn', f"MAMP encoder={tmp_path / 'knn'}", f"random={tmp_path / 'knn_random'}"])
     lines = capsys.readouterr().out.splitlines()
-    assert lines[2] == '' and lines[3].split() == ['kNN', 'of', 'the', 'frozen', 'encoder', 'top-1', 'top-5', 'k,', 't']
-    assert lines[4].split() == ['MAMP', 'encoder', '71.25', '90.00', '20,', '0.07']
-    assert lines[5].split() == ['random', '40.50', '90.00', '20,', '0.07']
+    assert lines[2] == '' and lines[3].split() == ['kNN', 'of', 'the', 'frozen', 'encoder', 'top-1', 'top-5',
+                                                   'mean', 'class', 'k,', 't']
+    assert lines[4].split() == ['MAMP', 'encoder', '71.25', '90.00', '64.38', '20,', '0.07']
+    assert lines[5].split() == ['random', '40.50', '90.00', '-', '20,', '0.07']  # a knn.json without it
     with pytest.raises(SystemExit, match="knn.json not found"):
         summary.main([f'probe={a}', '--knn', f'x={a}'])
 
@@ -70,10 +79,12 @@ def test_runs_under_one_name_are_pooled(tmp_path, capsys):
     single = write_log(tmp_path / 'single', [12.5])
     summary.main([f'probe={seeds[0]}', f'random={single}', f'probe={seeds[1]}', f'probe={seeds[2]}'])
     header, probe, random = capsys.readouterr().out.splitlines()
-    assert header.split() == ['run', 'runs', 'last', 'top-1', 'mean', '+-', 'sd', '(min-max)', 'best', 'top-1', 'mean']
-    # last top-1 40, 45, 70: mean 51.67, sample sd sqrt(((40-51.67)^2 + (45-51.67)^2 + (70-51.67)^2) / 2) = 16.07
-    assert probe.split() == ['probe', '3', '51.67', '+-', '16.07', '(40.00-70.00)', '55.00']
-    assert random.split() == ['random', '1', '12.50', '+-', '0.00', '(12.50-12.50)', '12.50']
+    assert header.split() == ['run', 'runs', 'last', 'top-1', 'mean', '+-', 'sd', '(min-max)', 'last', 'mean',
+                              'class', '+-', 'sd', 'best', 'on', 'test', 'mean']
+    # last top-1 40, 45, 70: mean 51.67, sample sd sqrt(((40-51.67)^2 + (45-51.67)^2 + (70-51.67)^2) / 2) = 16.07;
+    # the mean class accuracy half of it; best top-1 50, 45, 70: mean 55
+    assert probe.split() == ['probe', '3', '51.67', '+-', '16.07', '(40.00-70.00)', '25.83', '+-', '8.04', '55.00']
+    assert random.split() == ['random', '1', '12.50', '+-', '0.00', '(12.50-12.50)', '6.25', '+-', '0.00', '12.50']
     assert len({len(header), len(probe), len(random)}) == 1
     summary.main([f'probe={tmp_path / "seed*"}', f'random={single}'])  # a wildcard pools its matches
     assert capsys.readouterr().out.splitlines()[1:] == [probe, random]
@@ -88,11 +99,11 @@ def test_knn_folder_gives_its_top1(tmp_path, capsys):
     probe = write_log(tmp_path / 'probe', [50.0, 60.0])
     summary.main([f'kNN={knn}', f'probe={probe}'])
     _, row_knn, row_probe = capsys.readouterr().out.splitlines()
-    assert row_knn.split() == ['kNN', '71.25', '71.25', '-']
-    assert row_probe.split() == ['probe', '60.00', '(1)', '60.00', '2']
+    assert row_knn.split() == ['kNN', '71.25', '-', '-', '-']  # one result, no epochs: no best on test
+    assert row_probe.split() == ['probe', '60.00', '30.00', '60.00', '(1)', '2']
     summary.main([f'kNN={knn}', f'kNN={knn}'])
     assert capsys.readouterr().out.splitlines()[1].split() == ['kNN', '2', '71.25', '+-', '0.00', '(71.25-71.25)',
-                                                                 '71.25']
+                                                                 '-', '-']
     (knn / 'knn.json').write_text('{"knn_acc5": 90.0}\n')
     with pytest.raises(SystemExit, match="knn.json: expected the JSON object of main_knn.py with knn_acc1"):
         summary.summarize(knn)

@@ -1,11 +1,13 @@
 """End-to-end runs of the three entry points on CPU with tiny models and generated data."""
 import argparse
+import csv
 import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,10 +15,12 @@ import main_finetune
 import main_linprobe
 import util.lr_sched
 from conftest import shared_path
+from feeder.feeder_ntu import Feeder
 from train_fixtures import (ROOT, assert_same_training_state, log_entries, one_thread, pretrain_in_process, run_entry,
                             scalar_tags, write_config)
 from util import config
 from util.checkpoint import load_checkpoint
+from util.scores import load_scores, mean_class_accuracy
 
 pytestmark = pytest.mark.slow
 CHECKPOINT_KEYS = {'model', 'optimizer', 'epoch', 'scaler', 'args'}
@@ -69,8 +73,9 @@ def check_outputs(out, protocol, log_keys, tags):
 
 
 TRAIN_TAGS = {'train/loss', 'train/lr', 'perf/samples_per_s', 'perf/epoch_time_s'}
-TEST_TAGS = TRAIN_TAGS | {'test/loss', 'test/acc1', 'test/acc5'}
-CLASSIFY_KEYS = {'train_loss', 'train_lr', 'test_loss', 'test_acc1', 'test_acc5', 'epoch', 'n_parameters'}
+TEST_TAGS = TRAIN_TAGS | {'test/loss', 'test/acc1', 'test/acc5', 'test/mean_class_acc'}
+CLASSIFY_KEYS = {'train_loss', 'train_lr', 'test_loss', 'test_acc1', 'test_acc5', 'test_mean_class_acc', 'epoch',
+                 'n_parameters'}
 
 
 def test_pretrain_epoch_outputs(pretrained):
@@ -93,18 +98,67 @@ def test_linprobe_epoch_outputs_and_frozen_encoder(pretrained, linprobed):
         log[0]['best_acc1'], log[0]['best_epoch'])
 
 
+def read_per_class(path):
+    """per_class.csv as {class: (action, samples, correct, accuracy)}."""
+    with open(path, newline='') as f:
+        return {int(row['class']): (row['action'], int(row['samples']), int(row['correct']), float(row['accuracy']))
+                for row in csv.DictReader(f)}
+
+
 def test_finetune_epoch_outputs_and_eval(work, pretrained, finetuned):
     checkpoint, log, events = check_outputs(finetuned, 'finetune', CLASSIFY_KEYS, TEST_TAGS)
     encoder = load_checkpoint(pretrained / 'checkpoint-last.pth')['model']
     assert not torch.equal(checkpoint['model']['blocks.0.attn.qkv.weight'], encoder['blocks.0.attn.qkv.weight'])
     assert log[0]['test_num_samples'] == 11
     assert events.Scalars('test/acc1')[0].value == pytest.approx(log[0]['test_acc1'])
+    # one step axis, epoch x 1000: the losses inside epoch 0, the evaluation after it at 1000
+    assert [e.step for e in events.Scalars('train/loss')] == [166, 500, 833]  # steps 1, 3, 5 of 6
+    assert [e.step for e in events.Scalars('test/mean_class_acc')] == [1000]
+    per_class = read_per_class(finetuned / 'per_class.csv')  # the final evaluation, with NTU-60 action names
+    assert sorted(per_class) == [0, 1, 2, 3] and [v[1] for v in per_class.values()] == [3, 3, 3, 2]
+    assert per_class[0][0] == 'drink water' and sum(v[2] for v in per_class.values()) == round(
+        log[0]['test_acc1'] * 11 / 100)
+    assert np.mean([v[3] for v in per_class.values()]) == pytest.approx(log[0]['test_mean_class_acc'], abs=0.01)
     result = run_entry('main_finetune.py', '--config', work['finetune'], '--output_dir', finetuned, '--eval',
                        '--resume', finetuned / 'checkpoint-last.pth')
     stats = json.loads(result.stdout.strip().splitlines()[-1])
     assert stats['test_acc1'] == log[-1]['test_acc1'] and stats['test_acc5'] == log[-1]['test_acc5']
+    assert stats['test_mean_class_acc'] == log[-1]['test_mean_class_acc']
     assert stats['test_loss'] == pytest.approx(log[-1]['test_loss'], rel=1e-6)
     assert len(log_entries(finetuned)) == 1  # evaluating wrote nothing
+    assert '"lr"' not in result.stdout and ' lr ' not in result.stdout  # an evaluation has no optimiser settings
+
+
+def test_eval_with_save_scores_reads_the_test_set_once(work, finetuned, tmp_path, monkeypatch):
+    """--eval --save_scores: one pass over the test loader gives the stats, scores.npz and per_class.csv, with
+    the numbers of --eval alone."""
+    reads = []
+    for method, count in (('__getitem__', lambda index: 1), ('__getitems__', len)):
+        real = getattr(Feeder, method)
+
+        def counted(self, indices, real=real, count=count):
+            if self.split == 'test':
+                reads.append(count(indices))
+            return real(self, indices)
+        monkeypatch.setattr(Feeder, method, counted)
+    common = ['--config', str(work['finetune']), '--device', 'cpu', '--eval', '--resume',
+              str(finetuned / 'checkpoint-last.pth')]
+    with one_thread():
+        alone = main_finetune.main(config.parse_args('finetune', [*common, '--output_dir', str(tmp_path / 'a')]))
+        assert sum(reads) == 11
+        reads.clear()
+        out = tmp_path / 'scores'
+        saved = main_finetune.main(config.parse_args('finetune', [*common, '--output_dir', str(out),
+                                                                  '--save_scores']))
+    assert sum(reads) == 11  # every test sample read once: one pass
+    assert not (tmp_path / 'a').exists()  # --eval alone writes nothing
+    assert {k: saved[k] for k in ('acc1', 'acc5', 'mean_class_acc', 'num_samples')} == {
+        k: alone[k] for k in ('acc1', 'acc5', 'mean_class_acc', 'num_samples')}
+    assert saved['loss'] == pytest.approx(alone['loss'], rel=1e-6)
+    _, logits, labels = load_scores(out / 'scores.npz')
+    assert saved['mean_class_acc'] == pytest.approx(mean_class_accuracy(logits, labels), abs=1e-9)
+    per_class = read_per_class(out / 'per_class.csv')
+    assert np.mean([v[3] for v in per_class.values()]) == pytest.approx(saved['mean_class_acc'], abs=0.01)
 
 
 @pytest.fixture(scope='module')

@@ -261,7 +261,7 @@ def test_evaluate_counts_every_sample_once():
     x = torch.zeros(13, 3, 1, 1, 1)
     x[:, 0, 0, 0, 0] = torch.arange(13)
     loader = torch.utils.data.DataLoader(list(zip(x, labels, range(13))), batch_size=4)
-    args = config.argparse.Namespace(amp='none', dist_eval=False)
+    args = config.argparse.Namespace(amp='none', dist_eval=False, model_args={'num_classes': 7})
     stats = engine_finetune.evaluate(loader, FixedLogits(logits), torch.device('cpu'), args)
     order = np.argsort(-logits.numpy(), axis=1)
     ref_loss = -np.mean(torch.log_softmax(logits.double(), 1).numpy()[np.arange(13), labels.numpy()])

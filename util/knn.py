@@ -3,7 +3,8 @@
 Features: the encoder's tokens mean-pooled over bodies, time and joints (what the linear probe's head sees,
 before its BatchNorm and Linear), L2-normalised. Each test sample's k nearest training samples by cosine
 similarity vote for their class with weight exp(similarity / t); top-1 / top-5 are the classes with the most
-votes. Train bank and test queries are both read with the val feeder settings (centre crop, no rotation).
+votes; the mean class accuracy is the mean of the per-class top-1. Train bank and test queries are both read
+with the val feeder settings (centre crop, no rotation).
 """
 import argparse
 import time
@@ -14,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from engine_finetune import predict
+from engine_finetune import accuracies, hit_sums, predict
 from util import data, dist
 from util.config import fail
 
@@ -79,7 +80,8 @@ def check_args(args):
 
 
 class KNN:
-    """kNN evaluation on the data of a config: `KNN(args)(encoder, device)` -> {'acc1', 'acc5', 'time'}.
+    """kNN evaluation on the data of a config: `KNN(args)(encoder, device)` -> {'acc1', 'acc5', 'mean_class_acc',
+    'bank', 'time'} (bank: the number of training samples in the bank).
 
     Each rank encodes its shard of the bank and of the queries; the features are gathered, each rank then
     classifies its shard of the queries and the hits are summed, so every test sample counts exactly once.
@@ -103,7 +105,8 @@ class KNN:
         return feats[index], labels[index]
 
     @torch.no_grad()
-    def __call__(self, encoder, device):
+    def __call__(self, encoder, device, name=None):
+        """Evaluate `encoder`; the result line printed starts with `name` (default: kNN and the bank's size)."""
         start = time.time()
         encoder = PooledFeatures(encoder)
         bank, bank_labels = self.features(encoder, self.bank, self.bank_index, device)
@@ -112,12 +115,12 @@ class KNN:
         mine = slice(rank, None, world)
         top, chunk_bytes = knn_topk(bank.to(device), bank_labels.to(device), queries[mine].to(device),
                                     self.bank.num_classes, self.k, self.t)
-        hits = top.cpu().eq(labels[mine, None])
-        totals = torch.tensor([hits[:, 0].sum(), hits.any(dim=1).sum()], dtype=torch.float64, device=device)
-        top1, top5 = dist.all_reduce_sum(totals).tolist()
+        sums = hit_sums(top.to(device), labels[mine].to(device), self.bank.num_classes)
+        stats = accuracies(dist.all_reduce_sum(sums).tolist())
         elapsed = time.time() - start
-        acc1, acc5 = 100 * top1 / len(labels), 100 * top5 / len(labels)
-        print(f"kNN (k={self.k}, t={self.t}): bank {tuple(bank.shape)}, {len(labels)} test samples, "
-              f"peak extra memory of the similarity chunks {chunk_bytes / 2 ** 20:.2f} MB: top-1 {acc1:.2f}%, "
-              f"top-5 {acc5:.2f}% in {elapsed:.1f} s")
-        return {'acc1': acc1, 'acc5': acc5, 'time': elapsed}
+        name = name or f"kNN (bank of {len(bank)} training samples)"
+        print(f"{name} (k={self.k}, t={self.t}): {stats['num_samples']} test samples, features {bank.shape[1]}, "
+              f"peak extra memory of the similarity chunks {chunk_bytes / 2 ** 20:.2f} MB: top-1 {stats['acc1']:.2f}%, "
+              f"top-5 {stats['acc5']:.2f}%, mean class {stats['mean_class_acc']:.2f}% in {elapsed:.1f} s")
+        return {'acc1': stats['acc1'], 'acc5': stats['acc5'], 'mean_class_acc': stats['mean_class_acc'],
+                'bank': len(bank), 'time': elapsed}

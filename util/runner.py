@@ -15,11 +15,11 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 
-from engine_finetune import predict
-from util import config, data, dist, malloc, misc, preemption, scores
+from engine_finetune import evaluate_and_save
+from util import config, data, dist, engine, malloc, misc, preemption
 
 
-def setup(args):
+def setup(args, training=True):
     """Device, process group, output folders and the derived settings; returns the torch.device.
 
     Derived: lr = blr * effective batch / 256 when no lr is given, num_workers (0 on CPU, up to 8 per
@@ -27,7 +27,8 @@ def setup(args):
     output folders (misc.lock_output_dir). On CPU, freed memory is kept in the heap for reuse. On CUDA the
     process uses cuda:LOCAL_RANK under torchrun (else the --device given), and float32 matmuls stay in full
     float32: TF32 (Ampere and later) would change the numbers of the published fp32 runs, and --amp bf16 is
-    the faster choice anyway.
+    the faster choice anyway. A training run prints its lr and all its settings (also in config.yaml); an
+    evaluation (`training` False) only its processes, device and batch.
     """
     device = dist.process_device(misc.resolve_device(args.device))
     dist.init_distributed_mode(device.type)
@@ -54,10 +55,13 @@ def setup(args):
     if dist.is_main_process() and not misc.eval_only(args):
         misc.lock_output_dir(args.output_dir)
         misc.make_dir(args.log_dir, '--log_dir')
+    if not training:
+        print(f"{Path(sys.argv[0]).name}: {world} process(es) on {device}, batch {args.batch_size} per process")
+        return device
     print(f"{Path(sys.argv[0]).name}: {world} process(es) on {device}, effective batch {eff_batch_size}, "
           f"lr {args.lr:.3g}")
     note = published_batch_note(args, world)
-    if note and not misc.eval_only(args):
+    if note:
         print(note)
     print(json.dumps(vars(args), default=str))
     return device
@@ -114,16 +118,6 @@ def trim_log(args):
     misc.atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
-def save_scores(args, loader_val, model, device):
-    """--save_scores: output_dir/scores.npz with the name, logits and label of every test sample (rank 0)."""
-    logits, labels = predict(loader_val, model, device, args)
-    if dist.is_main_process():
-        path = Path(args.output_dir) / 'scores.npz'
-        path.parent.mkdir(parents=True, exist_ok=True)
-        scores.save_scores(path, loader_val.dataset.sample_name, logits.numpy(), labels.numpy())
-        print(f"Scores of the {len(labels)} test samples written to {path}")
-
-
 def stop_preempted(args, log_writer, where):
     """After the checkpoint of a preempted run: wait for every rank, then exit with PREEMPTED_EXIT."""
     preemption.barrier()
@@ -140,13 +134,14 @@ def run(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None
 
     train_one_epoch(model=, data_loader=, optimizer=, device=, epoch=, loss_scaler=, args=, log_writer=,
     augment=) -> dict of train stats. make_optimizer(model, args) builds the optimiser over the model on its
-    device. evaluate(data_loader, model, device, args) -> dict with acc1 / acc5 / loss (classification only).
+    device. evaluate(data_loader, model, device, args) -> dict with acc1 / acc5 / mean_class_acc / loss
+    (classification only; --eval --save_scores uses engine_finetune.evaluate_and_save, one pass for both).
     prepare_model(model) adapts the built model before it moves to the device (e.g. freezing).
     after_epoch(model=, epoch=, device=, log_writer=, loader_val=) runs on every rank after each epoch's
     evaluation with the model without DDP (e.g. a kNN monitor, pictures for TensorBoard; log_writer is None
     but on rank 0) and returns a dict added to the epoch's log.txt line.
     """
-    device = setup(args)
+    device = setup(args, training=not misc.eval_only(args))
     settings = argparse.Namespace(**vars(args))  # written to config.yaml once the inputs are checked
     dataset_train = data.build_dataset(args, 'train_feeder_args')
     dataset_val = data.build_dataset(args, 'val_feeder_args') if evaluate else None
@@ -174,12 +169,11 @@ def run(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None
     best = {'best_acc1': checkpoint.get('best_acc1', 0.), 'best_epoch': checkpoint.get('best_epoch', -1)}
 
     if misc.eval_only(args):
-        test_stats = evaluate(loader_val, model_eval, device, args)
+        test_stats = (evaluate_and_save if args.save_scores else evaluate)(loader_val, model_eval, device, args)
         print(f"Accuracy of the network on the {test_stats['num_samples']} test samples: "
-              f"top-1 {test_stats['acc1']:.2f}%, top-5 {test_stats['acc5']:.2f}%")
+              f"top-1 {test_stats['acc1']:.2f}%, top-5 {test_stats['acc5']:.2f}%, "
+              f"mean class accuracy {test_stats['mean_class_acc']:.2f}%")
         print(json.dumps({f'test_{k}': v for k, v in test_stats.items()}))
-        if args.save_scores:
-            save_scores(args, loader_val, model_eval, device)
         dist.cleanup()
         return test_stats
 
@@ -201,29 +195,29 @@ def run(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None
             stop_preempted(args, log_writer, f"epoch {epoch} step {position['step']}")
         stats = {**{f'train_{k}': v for k, v in train_stats.items()}, 'epoch': epoch, 'n_parameters': n_parameters}
         scalars = {'perf/samples_per_s': train_stats['samples_per_s'], 'perf/epoch_time_s': train_stats['epoch_time']}
+        line = f"Epoch {epoch}: train loss {train_stats['loss']:.4f}, {train_stats['samples_per_s']:.1f} samples/s"
         if evaluate is not None:
             test_stats = evaluate(loader_val, model_eval, device, args)
             if best['best_epoch'] < 0 or test_stats['acc1'] > best['best_acc1']:
                 best = {'best_acc1': test_stats['acc1'], 'best_epoch': epoch}
             stats.update({f'test_{k}': v for k, v in test_stats.items()}, **best)
-            scalars.update({f'test/{k}': test_stats[k] for k in ('loss', 'acc1', 'acc5')})
-            print(f"Epoch {epoch}: accuracy on the {test_stats['num_samples']} test samples {test_stats['acc1']:.2f}% "
-                  f"(best {best['best_acc1']:.2f}% at epoch {best['best_epoch']})")
-        print(f"Epoch {epoch}: train loss {train_stats['loss']:.4f}, {train_stats['samples_per_s']:.1f} samples/s")
+            scalars.update({f'test/{k}': test_stats[k] for k in ('loss', 'acc1', 'acc5', 'mean_class_acc')})
+            line += (f"; on the {test_stats['num_samples']} test samples top-1 {test_stats['acc1']:.2f}%, mean class "
+                     f"{test_stats['mean_class_acc']:.2f}% (best top-1 {best['best_acc1']:.2f}% at epoch "
+                     f"{best['best_epoch']})")
+        print(line)
         if after_epoch is not None:
             stats.update(after_epoch(model=model_without_ddp, epoch=epoch, device=device, log_writer=log_writer,
                                      loader_val=loader_val))
         if log_writer is not None:
             for tag, value in scalars.items():
-                log_writer.add_scalar(tag, value, epoch)
+                log_writer.add_scalar(tag, value, engine.tensorboard_step(epoch + 1))
             log_writer.flush()
         misc.log_stats(args, stats)
         misc.save_model(args, epoch, model_without_ddp, optimizer, loss_scaler, **best)
         if epoch + 1 < args.epochs and preemption.requested():
             stop_preempted(args, log_writer, f"the end of epoch {epoch}")
     preemption.restore()
-    if getattr(args, 'save_scores', False) and args.start_epoch < args.epochs:
-        save_scores(args, loader_val, model_eval, device)
     if log_writer is not None:
         log_writer.close()
     print(f"Training time {time.strftime('%H:%M:%S', time.gmtime(time.time() - start_time))}")

@@ -40,8 +40,15 @@ def class_accuracy(predictions, labels, num_classes):
     ((C,) float64, NaN for a class without a sample, (C,) int64)."""
     counts = np.bincount(labels, minlength=num_classes)
     hits = np.bincount(labels[predictions == labels], minlength=num_classes)
+    return class_rates(hits, counts), counts
+
+
+def class_rates(hits, counts):
+    """Per-class accuracy (%) from per-class hits and samples (C,), (C,): (C,) float64, NaN for a class without
+    a sample (e.g. summed over the shards of a --dist_eval evaluation)."""
+    hits, counts = np.asarray(hits, np.float64), np.asarray(counts, np.float64)
     with np.errstate(invalid='ignore', divide='ignore'):
-        return np.where(counts > 0, 100.0 * hits / counts, np.nan), counts
+        return np.where(counts > 0, 100.0 * hits / counts, np.nan)
 
 
 def mean_class_accuracy(logits, labels):

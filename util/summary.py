@@ -1,14 +1,16 @@
-"""Table of the test top-1 accuracy of classification runs, read from their log.txt files.
+"""Tables of the test accuracy of classification runs, read from their log.txt files.
 
     python -m util.summary "linear probe after MAMP=output/linear" "fine-tune after MAMP=output/finetune"
 
-prints, for each NAME=OUTPUT_DIR, the best top-1 (and its epoch) and the last epoch's top-1, in %; the folder
-of a kNN evaluation (knn.json of main_knn.py) gives its one top-1 as both. Runs given
-under the same NAME (e.g. one per seed) are pooled into one row: the mean, the sample standard deviation and
-the range of their last top-1, and the mean of their best top-1; an OUTPUT_DIR with a wildcard (quoted,
-e.g. "real_pku_output/*/XSub/linear_mamp") stands for every folder it matches.
-With --mean, also the mean and standard deviation of the best top-1 over all the runs (repeats of one
-setting); `--knn NAME=OUTPUT_DIR ...` (main_knn.py runs) adds a table of their kNN top-1 and top-5.
+prints, for each NAME=OUTPUT_DIR, the last epoch's test top-1 and mean class accuracy (the mean of the per-class
+top-1: every action weighs the same), then the best test top-1 over the epochs with its epoch ("best on test":
+chosen on the test set itself, so an optimistic figure), in %; the folder of a kNN evaluation (knn.json of
+main_knn.py) gives its one result as the last. Runs given under the same NAME (e.g. one per seed) are pooled
+into one row: the mean, the sample standard deviation and the range of their last top-1, the mean and standard
+deviation of their last mean class accuracy, and the mean of their best top-1; an OUTPUT_DIR with a wildcard
+(quoted, e.g. "real_pku_output/*/XSub/linear_mamp") stands for every folder it matches.
+With --mean, also the mean and standard deviation over all the runs (repeats of one setting) of each figure;
+`--knn NAME=OUTPUT_DIR ...` (main_knn.py runs) adds a table of their kNN top-1, top-5 and mean class accuracy.
 """
 import argparse
 import glob
@@ -36,76 +38,104 @@ def read_log(output_dir):
 
 
 def read_knn(path):
-    """The kNN top-1 in knn.json at `path` (written by main_knn.py); fails naming the file."""
+    """The main_knn.py result in knn.json at `path` ({'knn_acc1', ...}); fails naming the file."""
     try:
-        return float(json.loads(path.read_text())['knn_acc1'])
+        result = json.loads(path.read_text())
+        float(result['knn_acc1'])
+        return result
     except (json.JSONDecodeError, KeyError, TypeError, ValueError):
         raise SystemExit(f"error: {path}: expected the JSON object of main_knn.py with knn_acc1")
 
 
 def summarize(output_dir):
-    """{'best': top-1, 'best_epoch', 'last': top-1, 'epochs'} of one run, from its log.txt (or knn.json, with
-    no epochs: best_epoch and epochs None)."""
+    """{'last': top-1, 'last_mca': mean class accuracy, 'best': top-1, 'best_epoch', 'epochs'} of one run, from
+    its log.txt: the last epoch's test accuracies and the best test top-1 over the epochs (chosen on the test
+    set, so an optimistic figure). A kNN folder (knn.json, no log.txt) has one result: best, best_epoch and
+    epochs None. last_mca is None for a log written before mean class accuracy was logged."""
     knn = Path(output_dir) / 'knn.json'
     if knn.is_file() and not (Path(output_dir) / 'log.txt').is_file():
-        top1 = read_knn(knn)
-        return {'best': top1, 'best_epoch': None, 'last': top1, 'epochs': None}
+        result = read_knn(knn)
+        return {'last': result['knn_acc1'], 'last_mca': result.get('knn_mean_class_acc'), 'best': None,
+                'best_epoch': None, 'epochs': None}
     entries = read_log(output_dir)
     best = max(entries, key=lambda e: e['test_acc1'])
-    return {'best': best['test_acc1'], 'best_epoch': best['epoch'], 'last': entries[-1]['test_acc1'],
-            'epochs': entries[-1]['epoch'] + 1}
+    return {'last': entries[-1]['test_acc1'], 'last_mca': entries[-1].get('test_mean_class_acc'),
+            'best': best['test_acc1'], 'best_epoch': best['epoch'], 'epochs': entries[-1]['epoch'] + 1}
+
+
+def number(value, suffix=''):
+    """value with two decimals (and `suffix`), or '-' for None."""
+    return '-' if value is None else f"{value:.2f}{suffix}"
 
 
 def format_table(rows):
     """rows: [(name, summarize(...))] -> the table as text, one line per run under a header."""
     width = max(len('run'), *(len(name) for name, _ in rows))
-    lines = [f"{'run':<{width}}  {'best top-1 (epoch)':>18}  {'last top-1':>10}  {'epochs':>6}"]
+    lines = [f"{'run':<{width}}  {'last top-1':>10}  {'last mean class':>15}  {'best on test (epoch)':>20}  "
+             f"{'epochs':>6}"]
     for name, s in rows:
-        best = f"{s['best']:.2f}" + ('' if s['best_epoch'] is None else f" ({s['best_epoch']})")
+        best = number(s['best']) + ('' if s['best_epoch'] is None else f" ({s['best_epoch']})")
         epochs = '-' if s['epochs'] is None else s['epochs']
-        lines.append(f"{name:<{width}}  {best:>18}  {s['last']:>10.2f}  {epochs:>6}")
+        lines.append(f"{name:<{width}}  {s['last']:>10.2f}  {number(s['last_mca']):>15}  {best:>20}  {epochs:>6}")
     return '\n'.join(lines)
 
 
+def spread(values):
+    """(mean, sample standard deviation) of `values`, the deviation 0 for one value; (None, None) when a value
+    is missing (None)."""
+    if any(v is None for v in values):
+        return None, None
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.
+
+
 def format_mean(rows):
-    """rows: [(name, summarize(...))] -> one line: mean and sample standard deviation of their best top-1."""
-    best = [s['best'] for _, s in rows]
-    std = statistics.stdev(best) if len(best) > 1 else 0.
-    return f"best top-1 over {len(best)} run(s): mean {statistics.mean(best):.2f}, standard deviation {std:.2f}"
+    """rows: [(name, summarize(...))] -> one line: mean and sample standard deviation over the runs of their
+    last top-1, last mean class accuracy and best-on-test top-1."""
+    parts = []
+    for key, label in (('last', 'last top-1'), ('last_mca', 'last mean class accuracy'),
+                       ('best', 'best on test top-1')):
+        mean, sd = spread([s[key] for _, s in rows])
+        parts.append(f"{label} mean {number(mean)}, standard deviation {number(sd)}")
+    return f"over {len(rows)} run(s): " + '; '.join(parts)
 
 
 def knn_table(rows):
-    """rows: [(name, output_dir of main_knn.py)] -> kNN top-1 / top-5 of each, read from its knn.json."""
+    """rows: [(name, output_dir of main_knn.py)] -> kNN top-1 / top-5 / mean class accuracy of each, read from
+    its knn.json."""
     results = []
     for name, output_dir in rows:
         path = Path(output_dir) / 'knn.json'
         if not path.is_file():
             raise SystemExit(f"error: {path} not found (expected the output of main_knn.py)")
-        results.append((name, json.loads(path.read_text())))
+        results.append((name, read_knn(path)))
     width = max(len('kNN of the frozen encoder'), *(len(name) for name, _ in results))
-    lines = [f"{'kNN of the frozen encoder':<{width}}  {'top-1':>6}  {'top-5':>6}  k, t"]
+    lines = [f"{'kNN of the frozen encoder':<{width}}  {'top-1':>6}  {'top-5':>6}  {'mean class':>10}  k, t"]
     for name, r in results:
-        lines.append(f"{name:<{width}}  {r['knn_acc1']:>6.2f}  {r['knn_acc5']:>6.2f}  {r['knn_k']}, {r['knn_t']:g}")
+        lines.append(f"{name:<{width}}  {r['knn_acc1']:>6.2f}  {r['knn_acc5']:>6.2f}  "
+                     f"{number(r.get('knn_mean_class_acc')):>10}  {r['knn_k']}, {r['knn_t']:g}")
     return '\n'.join(lines)
 
 
 def pool(summaries):
-    """{'runs', 'last', 'last_sd', 'last_min', 'last_max', 'best'} over the summarize(...) of several runs."""
+    """{'runs', 'last', 'last_sd', 'last_min', 'last_max', 'mca', 'mca_sd', 'best'} over the summarize(...) of
+    several runs: their last top-1 (mean, standard deviation, range), last mean class accuracy (mean, standard
+    deviation) and best-on-test top-1 (mean)."""
     last = [s['last'] for s in summaries]
-    return {'runs': len(last), 'last': statistics.mean(last), 'last_sd': statistics.stdev(last) if len(last) > 1
-            else 0.0, 'last_min': min(last), 'last_max': max(last),
-            'best': statistics.mean(s['best'] for s in summaries)}
+    (mean, sd), (mca, mca_sd) = spread(last), spread([s['last_mca'] for s in summaries])
+    return {'runs': len(last), 'last': mean, 'last_sd': sd, 'last_min': min(last), 'last_max': max(last),
+            'mca': mca, 'mca_sd': mca_sd, 'best': spread([s['best'] for s in summaries])[0]}
 
 
 def format_pooled_table(rows):
     """rows: [(name, pool(...))] -> the table as text, one line per name under a header."""
     width = max(len('run'), *(len(name) for name, _ in rows))
     lines = [f"{'run':<{width}}  {'runs':>4}  {'last top-1 mean +- sd':>21}  {'(min-max)':>13}  "
-             f"{'best top-1 mean':>15}"]
+             f"{'last mean class +- sd':>21}  {'best on test mean':>17}"]
     for name, p in rows:
-        spread = f"({p['last_min']:.2f}-{p['last_max']:.2f})"
-        lines.append(f"{name:<{width}}  {p['runs']:>4}  {p['last']:>12.2f} +- {p['last_sd']:>5.2f}  {spread:>13}  "
-                     f"{p['best']:>15.2f}")
+        span = f"({p['last_min']:.2f}-{p['last_max']:.2f})"
+        mca = '-' if p['mca'] is None else f"{p['mca']:.2f} +- {p['mca_sd']:>5.2f}"
+        lines.append(f"{name:<{width}}  {p['runs']:>4}  {p['last']:>12.2f} +- {p['last_sd']:>5.2f}  {span:>13}  "
+                     f"{mca:>21}  {number(p['best']):>17}")
     return '\n'.join(lines)
 
 
@@ -131,7 +161,7 @@ def main(argv=None):
     parser.add_argument('runs', nargs='+', type=parse_run, metavar='NAME=OUTPUT_DIR',
                         help='a row name and the output_dir (holding log.txt) of a run; runs under the same '
                              'name are pooled')
-    parser.add_argument('--mean', action='store_true', help='also the mean and standard deviation of the best top-1')
+    parser.add_argument('--mean', action='store_true', help='also the mean and standard deviation over all the runs')
     parser.add_argument('--knn', nargs='+', type=parse_run, default=[], metavar='NAME=OUTPUT_DIR',
                         help='a row name and the output_dir (holding knn.json) of a main_knn.py run')
     args = parser.parse_args(argv)
