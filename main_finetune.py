@@ -11,7 +11,7 @@ from timm.loss import LabelSmoothingCrossEntropy
 from timm.optim import param_groups_layer_decay
 
 import engine_finetune
-from util import config, runner
+from util import config, evaluation, runner
 
 
 def make_optimizer(model, args):
@@ -25,7 +25,7 @@ def make_optimizer(model, args):
 def main(args):
     criterion = LabelSmoothingCrossEntropy(args.smoothing) if args.smoothing > 0 else nn.CrossEntropyLoss()
     return runner.run(args, lambda **kw: engine_finetune.train_one_epoch(criterion=criterion, **kw),
-                      make_optimizer, evaluate=engine_finetune.evaluate,
+                      make_optimizer, evaluate=evaluation.evaluate,
                       after_epoch=engine_finetune.FinalEvaluation(args))
 
 

@@ -10,7 +10,7 @@ from timm.layers import trunc_normal_
 
 import engine_finetune
 from model_transformer import add_probe_norm
-from util import config, runner
+from util import config, evaluation, runner
 
 
 def prepare_model(model):
@@ -30,7 +30,7 @@ def make_optimizer(model, args):
 def main(args):
     criterion = nn.CrossEntropyLoss()
     return runner.run(args, lambda **kw: engine_finetune.train_one_epoch(criterion=criterion, **kw),
-                      make_optimizer, evaluate=engine_finetune.evaluate,
+                      make_optimizer, evaluate=evaluation.evaluate,
                       after_epoch=engine_finetune.FinalEvaluation(args), prepare_model=prepare_model)
 
 

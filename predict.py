@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 
 from data import ntu, pku
 from data.pipeline import DataError, load_cached, one_hot, run_jobs, save_npz_atomic
-from engine_finetune import predict
+from util.evaluation import predict
 from model_transformer import classifier_from_checkpoint
 from util import misc
 from util.actions import action_names, dataset_of

@@ -146,7 +146,7 @@ def classifier(cfg, path):
 
 def confusion(args):
     """Test-set confusion matrix of a classification checkpoint (PNG) and per-class accuracy (CSV, worst first)."""
-    from engine_finetune import predict
+    from util.evaluation import predict
     cfg = parse_config('finetune', args)
     device = misc.resolve_device(cfg.device)
     model = classifier(cfg, args.checkpoint).to(device)

@@ -16,10 +16,10 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import engine_finetune  # noqa: E402
+
 from model_transformer import SkeletonTransformer  # noqa: E402
 from train_fixtures import TINY_ENCODER  # noqa: E402
-from util import dist, scores  # noqa: E402
+from util import dist, evaluation, scores  # noqa: E402
 from util.data import ShardSampler  # noqa: E402
 
 NUM_TEST, CLASSES = 11, 4
@@ -40,13 +40,13 @@ def main(out):
             module.running_mean.normal_(0, 0.1, generator=g)  # small enough that predictions still vary
             module.running_var.uniform_(0.5, 2, generator=g)
     whole = DataLoader(test_set, batch_size=4)
-    alone = engine_finetune.evaluate(whole, copy.deepcopy(model), device, argparse.Namespace(dist_eval=False, **ARGS))
-    logits, labels = engine_finetune.predict(whole, copy.deepcopy(model), device,
+    alone = evaluation.evaluate(whole, copy.deepcopy(model), device, argparse.Namespace(dist_eval=False, **ARGS))
+    logits, labels = evaluation.predict(whole, copy.deepcopy(model), device,
                                              argparse.Namespace(dist_eval=False, **ARGS))
     predicted = {'mean_class_acc': scores.mean_class_accuracy(logits.numpy(), labels.numpy()),
                  'acc1': scores.topk_accuracy(logits.numpy(), labels.numpy(), 1)}
     shard = DataLoader(test_set, sampler=ShardSampler(NUM_TEST, rank, dist.get_world_size()), batch_size=4)
-    sharded = engine_finetune.evaluate(shard, model, device, argparse.Namespace(dist_eval=True, **ARGS))
+    sharded = evaluation.evaluate(shard, model, device, argparse.Namespace(dist_eval=True, **ARGS))
     (Path(out) / f'rank{rank}.json').write_text(json.dumps({'alone': alone, 'predicted': predicted,
                                                             'dist_eval': sharded}))
     dist.cleanup()

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 import predict
 from conftest import shared_path
 from data import ntu, pku
-from engine_finetune import predict as evaluate_logits
+from util.evaluation import predict as evaluate_logits
 from feeder.feeder_ntu import Feeder
 from train_fixtures import one_thread, write_classifier_checkpoint
 from util.scores import load_scores

@@ -10,13 +10,12 @@ import pytest
 import torch
 import torch.nn as nn
 
-import engine_finetune
 import main_finetune
 import main_linprobe
 import main_pretrain
 from model_transformer import SkeletonTransformer
 from train_fixtures import ROOT, TINY_ENCODER, write_config, write_npz
-from util import config, data, engine, lr_sched, misc, runner
+from util import config, data, engine, evaluation, lr_sched, misc, runner
 
 DATASETS = {'ntu60_xsub': 60, 'ntu60_xview': 60, 'ntu120_xsub': 120, 'ntu120_xset': 120, 'pku_v1': 51, 'pku_v2': 51}
 DATA_FILES = {'ntu60_xsub': 'data/ntu/NTU60_XSub.npz', 'ntu60_xview': 'data/ntu/NTU60_XView.npz',
@@ -262,7 +261,7 @@ def test_evaluate_counts_every_sample_once():
     x[:, 0, 0, 0, 0] = torch.arange(13)
     loader = torch.utils.data.DataLoader(list(zip(x, labels, range(13))), batch_size=4)
     args = config.argparse.Namespace(amp='none', dist_eval=False, model_args={'num_classes': 7})
-    stats = engine_finetune.evaluate(loader, FixedLogits(logits), torch.device('cpu'), args)
+    stats = evaluation.evaluate(loader, FixedLogits(logits), torch.device('cpu'), args)
     order = np.argsort(-logits.numpy(), axis=1)
     ref_loss = -np.mean(torch.log_softmax(logits.double(), 1).numpy()[np.arange(13), labels.numpy()])
     assert stats['num_samples'] == 13

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from engine_finetune import accuracies, hit_sums, predict
+from util.evaluation import accuracies, hit_sums, predict
 from util import data, dist
 from util.config import fail
 

@@ -15,7 +15,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 
-from engine_finetune import evaluate_and_save
+from util.evaluation import evaluate_and_save
 from util import config, data, dist, engine, malloc, misc, preemption
 
 
@@ -135,7 +135,7 @@ def run(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None
     train_one_epoch(model=, data_loader=, optimizer=, device=, epoch=, loss_scaler=, args=, log_writer=,
     augment=) -> dict of train stats. make_optimizer(model, args) builds the optimiser over the model on its
     device. evaluate(data_loader, model, device, args) -> dict with acc1 / acc5 / mean_class_acc / loss
-    (classification only; --eval --save_scores uses engine_finetune.evaluate_and_save, one pass for both).
+    (classification only; --eval --save_scores uses evaluation.evaluate_and_save, one pass for both).
     prepare_model(model) adapts the built model before it moves to the device (e.g. freezing).
     after_epoch(model=, epoch=, device=, log_writer=, loader_val=) runs on every rank after each epoch's
     evaluation with the model without DDP (e.g. a kNN monitor, pictures for TensorBoard; log_writer is None
