@@ -42,8 +42,8 @@ import numpy as np
 from tqdm import tqdm
 
 from data.kinect import NUM_JOINTS, read_skeleton
-from data.pipeline import (BadInput, DataError, Rows, check_outputs, claim_out_dir, load_cached, one_hot,
-                           print_report, run_command, run_jobs, write_npz)
+from data.pipeline import (BadInput, DataError, Rows, check_outputs, check_regular, claim_out_dir, load_cached,
+                           one_hot, print_report, run_command, run_jobs, write_npz)
 
 MIN_FRAMES = 12  # bodies tracked for fewer frames are noise
 SPREAD_RATIO = 0.8  # a frame is noisy when x extent > SPREAD_RATIO * y extent
@@ -228,7 +228,7 @@ def find_files(raw_dirs, num_classes):
     for raw_dir in raw_dirs:
         if not Path(raw_dir).is_dir():
             raise DataError(f"{raw_dir}: no such folder (expected the extracted .skeleton files)")
-        for path in Path(raw_dir).glob("*.skeleton"):
+        for path in check_regular(sorted(Path(raw_dir).glob("*.skeleton"))):
             name = path.stem
             try:
                 action = parse_name(name)["A"]

@@ -76,6 +76,15 @@ def write_failed(path, error):
     return DataError(f"cannot write {path}: {error.strerror or error} (free space, or write to another folder)")
 
 
+def check_regular(paths):
+    """Raise BadInput at the first of `paths` that is not a regular file: a folder, or a pipe or device, which
+    would be read forever. Returns the paths."""
+    irregular = next((p for p in paths if not Path(p).is_file()), None)
+    if irregular is not None:
+        raise BadInput(irregular, None, "not a regular file (a folder, a pipe or a device); move it out of the folder")
+    return paths
+
+
 def check_outputs(paths, overwrite):
     """Refuse to replace existing outputs unless `overwrite`."""
     existing = [str(p) for p in paths if Path(p).exists()]

@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data.pipeline import (BadInput, DataError, Rows, check_outputs, claim_out_dir, excerpt, load_cached, one_hot,
-                           print_report, run_command, run_jobs, write_npz)
+from data.pipeline import (BadInput, DataError, Rows, check_outputs, check_regular, claim_out_dir, excerpt,
+                           load_cached, one_hot, print_report, run_command, run_jobs, write_npz)
 from data.text_numbers import NotANumber, TextTokens
 
 NUM_CLASSES = 51
@@ -205,7 +205,7 @@ def main(argv=None):
     split_files = {bench: find_split_file(raw_dir, kind, args.phase) for bench, kind in BENCHMARKS.items()}
     splits = {bench: read_split(path) for bench, path in split_files.items()}
     skeleton_dir = raw_dir / "skeleton"
-    paths = sorted(skeleton_dir.glob("*.txt")) if skeleton_dir.is_dir() else []
+    paths = check_regular(sorted(skeleton_dir.glob("*.txt"))) if skeleton_dir.is_dir() else []
     if not paths:
         raise DataError(f"{skeleton_dir}: no skeleton .txt files")
     cache_dir = Path(args.cache_dir or out_dir / "cache")

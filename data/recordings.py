@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from data import ntu, pku
-from data.pipeline import load_cached, run_jobs
+from data.pipeline import DataError, check_regular, load_cached, run_jobs
 from util.config import fail
 
 
@@ -20,7 +20,10 @@ def find_inputs(paths):
             found = sorted(path.glob('*.skeleton')) or sorted(path.glob('*.txt'))
             if not found:
                 fail(f"{path}: no .skeleton or .txt skeleton files in this folder")
-            files += found
+            try:
+                files += check_regular(found)
+            except DataError as e:
+                fail(str(e))
         elif path.is_file():
             files.append(path)
         elif path.exists():
