@@ -6,7 +6,6 @@ and folders are named `<name>.tmp<pid>...`; remove_stale deletes those whose pro
 """
 import contextlib
 import fcntl
-import glob
 import os
 import re
 import shutil
@@ -14,7 +13,6 @@ from pathlib import Path
 
 from util.config import fail
 
-TEMPORARY = re.compile(r'\.tmp(\d+)(\.|$)')
 _held = {}  # lock file -> its open descriptor in this process; closing it (or the process dying) unlocks
 
 
@@ -69,12 +67,14 @@ def alive(pid):
     return True
 
 
-def remove_stale(folder, prefix=''):
-    """Delete the temporary files and folders `<prefix>...tmp<pid>...` in `folder` whose process is gone
-    (left by a killed run); those of live processes stay. Returns the names removed."""
+def remove_stale(folder, stem=None):
+    """Delete the temporary files and folders in `folder` (`<stem>.tmp<pid>` and `<stem>.tmp<pid>.<suffix>`;
+    any stem when None) whose process is gone, left by a killed run; those of live processes stay.
+    Returns the names removed."""
+    pattern = re.compile((re.escape(stem) if stem else '.*?') + r'\.tmp(\d+)(\..*)?')
     removed = []
-    for path in sorted(Path(folder).glob(f'{glob.escape(prefix)}*.tmp*')) if Path(folder).is_dir() else []:
-        match = TEMPORARY.search(path.name[len(prefix):])
+    for path in sorted(Path(folder).iterdir()) if Path(folder).is_dir() else []:
+        match = pattern.fullmatch(path.name)
         if match is None or alive(int(match.group(1))):
             continue
         if path.is_dir() and not path.is_symlink():
@@ -83,4 +83,3 @@ def remove_stale(folder, prefix=''):
             path.unlink(missing_ok=True)
         removed.append(path.name)
     return removed
-
