@@ -54,8 +54,8 @@ def run_command(main):
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     except OSError as e:
-        print(f"error: {e.filename or ''}: {e.strerror or e} (check the path, its permissions and the free space)",
-              file=sys.stderr)
+        where = f"{e.filename}: " if e.filename else ''
+        print(f"error: {where}{e.strerror or e} (check the path, its permissions and the free space)", file=sys.stderr)
         sys.exit(1)
 
 
