@@ -5,14 +5,18 @@
 The fused score of a sample is the weighted sum of its logits over the files (weights default to 1), as
 skeleton papers fuse their streams. Rows are matched by sample name, so files written in different sample
 orders fuse correctly; files whose sample sets differ, or that disagree on a sample's label, are refused
-with the first offending name. Prints each file's and the fused top-1 / top-5 accuracy (%).
+with the first offending name. Prints each file's and the fused top-1 / top-5 and mean class accuracy (%)
+over the samples of known label. Every input and output is checked before anything is printed or written.
 """
 import argparse
+import math
 
 import numpy as np
 
+from util.actions import BY_CLASS_COUNT, DATASETS
 from util.config import fail
-from util.scores import load_scores, save_scores, topk_accuracy
+from util.misc import check_output_path
+from util.scores import accuracies, load_scores, save_scores, write_class_table
 
 
 def align(files):
@@ -48,25 +52,53 @@ def fuse(logits, weights):
     return sum(w * x.astype(np.float64) for w, x in zip(weights, logits))
 
 
+def check_weights(weights, num_files):
+    """The --weights: one per file, finite, not negative, not all zero (a zero sum fuses nothing)."""
+    weights = weights or [1.0] * num_files
+    if len(weights) != num_files:
+        fail(f"--weights: {len(weights)} weights for {num_files} score files (give one per file)")
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or not any(weights):
+        fail(f"--weights {' '.join(map(str, weights))}: expected finite, non-negative numbers, at least one "
+             f"above 0")
+    return weights
+
+
+def table_row(label, weight, logits, labels):
+    """One line of the table: the file, its weight and its accuracies (%), '-' without a known label."""
+    acc = accuracies(logits, labels)
+    values = [f"{acc[k]:6.2f}" for k in ('top1', 'top5', 'mean_class')] if acc else ['     -'] * 3
+    return f"{label}  {weight}  " + '  '.join(values)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser('ensemble.py', description=__doc__.split('\n')[0])
     parser.add_argument('scores', nargs='+', help='score files written by --save_scores (scores.npz)')
     parser.add_argument('--weights', nargs='+', type=float, help='one weight per file (default: all 1)')
     parser.add_argument('--out', help='also write the fused scores to this .npz (the format of the inputs)')
+    parser.add_argument('--per_class', help='also write the fused top-1 accuracy of every class to this .csv')
     args = parser.parse_args(argv)
-    weights = args.weights or [1.0] * len(args.scores)
-    if len(weights) != len(args.scores):
-        fail(f"--weights: {len(weights)} weights for {len(args.scores)} score files (give one per file)")
+    weights = check_weights(args.weights, len(args.scores))
+    for flag, path in (('--out', args.out), ('--per_class', args.per_class)):
+        check_output_path(path, flag)
     files = [(path, load_scores(path)) for path in args.scores]
     names, logits, labels = align(files)
     fused = fuse(logits, weights)
-    width = max(len(p) for p in args.scores + ['fused'])
-    print(f"{'scores':<{width}}  weight  top-1   top-5   ({len(names)} samples)")
-    for path, weight, x in zip(args.scores, weights, logits):
-        print(f"{path:<{width}}  {weight:6.3g}  {topk_accuracy(x, labels, 1):6.2f}  {topk_accuracy(x, labels, 5):6.2f}")
-    print(f"{'fused':<{width}}  {'':6}  {topk_accuracy(fused, labels, 1):6.2f}  {topk_accuracy(fused, labels, 5):6.2f}")
     if args.out:
         save_scores(args.out, names, fused, labels)
+    if args.per_class:
+        write_class_table(args.per_class, fused, labels, DATASETS.get(BY_CLASS_COUNT.get(fused.shape[1])))
+
+    width = max(len(p) for p in args.scores + ['scores'])
+    known = int((labels >= 0).sum())
+    print(f"{'scores':<{width}}  weight   top-1   top-5  mean-class   ({len(names)} samples, {known} of known "
+          f"label)")
+    for path, weight, x in zip(args.scores, weights, logits):
+        print(table_row(f"{path:<{width}}", f"{weight:6.3g}", x, labels))
+    print(table_row(f"{'fused':<{width}}", ' ' * 6, fused, labels))
+    if args.out:
+        print(f"Fused scores (names, logits, labels) of {len(names)} samples written to {args.out}")
+    if args.per_class:
+        print(f"Fused top-1 accuracy of every class written to {args.per_class}")
     return fused, labels
 
 

@@ -11,15 +11,17 @@ centring, padding; a folder is parsed by --workers processes), PKU-MMD skeleton 
 labelled instances cut from the video), into a temporary `.npz` of the published layout; then the
 checkpoint's own test feeder (its val_feeder_args: centre crop, resampling to the window, bone / vel) and
 model, both built from the settings the checkpoint stores. Prints the top-5 actions with probabilities of
-every sample (or writes them to --out, .csv or .json), the accuracy where the true action is known (the
-`A` field of an NTU name, a PKU-MMD label file), and the speed in files/s.
+every sample (or writes them to --out, .csv or .json, with the frames of PKU-MMD instances), the top-1, top-5
+and mean class accuracy where the true action is known (the `A` field of an NTU name, a PKU-MMD label file),
+separately for the inputs in the checkpoint's training split (data.splits), and the speed. Inputs of another
+dataset than the checkpoint's get a warning and no true action.
 """
 import argparse
 import csv
-import functools
 import io
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,110 +30,24 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from data import ntu, pku
-from data.pipeline import DataError, load_cached, one_hot, run_jobs, save_npz_atomic
-from util.evaluation import predict
+from data import ntu
+from data.pipeline import DataError, one_hot, save_npz_atomic
+from data.recordings import find_inputs, ntu_samples, pku_samples
+from data.splits import TEST, TRAIN, UNKNOWN, training_split
 from model_transformer import classifier_from_checkpoint
 from util import misc
-from util.actions import action_names, dataset_of
+from util.actions import action_names, dataset_of, guess_dataset
 from util.config import fail, import_class
-from util.scores import save_scores, topk_accuracy
+from util.evaluation import predict
+from util.scores import accuracies, save_scores, write_class_table
 
 TOP = 5
-
-
-def find_inputs(paths):
-    """(kind, files) of the command line: 'ntu' (.skeleton files, folders of them), 'pku' (.txt skeleton
-    files, folders of them) or 'npz' (one preprocessed file)."""
-    files = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found = sorted(path.glob('*.skeleton')) or sorted(path.glob('*.txt'))
-            if not found:
-                fail(f"{path}: no .skeleton or .txt skeleton files in this folder")
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            fail(f"{path}: no such file or folder")
-    kinds = {'.skeleton': 'ntu', '.txt': 'pku', '.npz': 'npz'}
-    unknown = next((f for f in files if f.suffix not in kinds), None)
-    if unknown is not None:
-        fail(f"{unknown}: not an NTU .skeleton, PKU-MMD .txt or preprocessed .npz file")
-    found = {kinds[f.suffix] for f in files}
-    if len(found) > 1 or ('npz' in found and len(files) > 1):
-        fail("give either NTU .skeleton files, PKU-MMD .txt files or one .npz, not a mix")
-    return found.pop(), files
-
-
-def unique_names(files):
-    """The files' names without suffix; two files of the same name are an error (one name, one sample)."""
-    names, seen = [f.stem for f in files], set()
-    twice = next((n for n in names if n in seen or seen.add(n)), None)
-    if twice is not None:
-        fail(f"{twice} is given twice (two files of the same name)")
-    return names
-
-
-def ntu_samples(files, workers, single_actor, num_classes):
-    """(names, x (N, frames, 150) float32, labels (N,), -1 where unknown) of NTU files, as data.ntu makes them.
-
-    Files with no skeleton or no actor left are reported and left out.
-    """
-    names = unique_names(files)
-    with tempfile.TemporaryDirectory() as cache:
-        results, _ = run_jobs(ntu.process_file, files, names, cache, workers, False, ntu.CACHE_VERSION,
-                              desc='parse')
-        kept = [n for n, s in results.items() if not (s['no_skeleton'] or s['no_actor'])]
-        for name in sorted(set(names) - set(kept)):
-            print(f"{name}: no skeleton left after actor selection, skipped")
-        joints = [ntu.centre(load_cached(cache, n)['joints']) for n in kept]
-    length = max([ntu.MIN_LENGTH] + [len(j) for j in joints])
-    x = np.stack([ntu.pad(j, length, single_actor) for j in joints]) if joints else np.zeros((0, length, 150))
-    return kept, x, np.array([ntu_label(n, num_classes) for n in kept], dtype=np.int64)
-
-
-def ntu_label(name, num_classes):
-    """Class of an NTU sample name (its A field), -1 for another name or an action beyond the model's."""
-    try:
-        label = ntu.parse_name(name)['A'] - 1
-    except ValueError:
-        return -1
-    return label if label < num_classes else -1
-
-
-def pku_samples(files, workers, label_file, start, end):
-    """(names, x (N, 300, 150) float32, labels (N,), -1 where unknown) of PKU-MMD skeleton files, as data.pku
-    makes them: with --start/--end one clip per file, named <video>_<start>-<end>; else every instance of the
-    label file (--labels, or label/<name> beside the skeleton/ folder), named <video>_<k> as in the published
-    arrays."""
-    clip = None if start is None else (start, end)
-    if clip is None and not label_file:
-        missing = next((f for f in files if not pku.label_file_of(f).is_file()), None)
-        if missing is not None:
-            fail(f"{missing}: no label file {pku.label_file_of(missing)}: give --labels FILE, or --start and --end")
-    job = functools.partial(pku.process_video, label_path=label_file, clip=clip)
-    names, clips, labels = [], [], []
-    with tempfile.TemporaryDirectory() as cache:
-        run_jobs(job, files, unique_names(files), cache, workers, False, pku.CACHE_VERSION, desc='parse')
-        for path in files:
-            video = load_cached(cache, path.stem)
-            if not len(video['lengths']):
-                print(f"{path}: no instance with data, skipped")
-            offsets = np.cumsum(video['lengths']) - video['lengths']
-            for k, label, offset, length in zip(video['lines'], video['labels'], offsets, video['lengths']):
-                names.append(f"{path.stem}_{start}-{end}" if clip else f"{path.stem}_{k}")
-                labels.append(label)
-                x = np.zeros((pku.MAX_FRAMES, pku.FRAME_VALUES), np.float32)
-                x[:length] = video['frames'][offset:offset + length]
-                clips.append(x)
-    x = np.stack(clips) if clips else np.zeros((0, pku.MAX_FRAMES, pku.FRAME_VALUES), np.float32)
-    return names, x, np.array(labels, dtype=np.int64)
+DATASET_NAMES = {'ntu': 'NTU RGB+D', 'pku': 'PKU-MMD'}
 
 
 def score(settings, model, data_path, split, device, batch_size):
-    """(sample names, logits (N, C), labels (N,)) of a split of a preprocessed .npz, through the checkpoint's
-    test feeder: the evaluation path."""
+    """(sample names, logits (N, C), labels (N,), classes of the file's one-hot labels) of a split of a
+    preprocessed .npz, through the checkpoint's test feeder: the evaluation path."""
     feeder_args = {**settings['val_feeder_args'], 'data_path': str(data_path), 'split': split}
     try:
         dataset = import_class(settings.get('feeder', 'feeder.feeder_ntu.Feeder'), 'feeder')(**feeder_args)
@@ -139,31 +55,55 @@ def score(settings, model, data_path, split, device, batch_size):
         fail(str(e))
     args = argparse.Namespace(amp='none', dist_eval=False)
     logits, labels = predict(DataLoader(dataset, batch_size=batch_size), model.to(device), device, args)
-    return dataset.sample_name, logits.numpy(), labels.numpy()
+    return dataset.sample_name, logits.numpy(), labels.numpy(), dataset.num_classes
 
 
-def rows(names, logits, labels, actions):
-    """One dict per sample: name, the true action ('' when unknown) and the top-5 actions with probabilities."""
+def rows(names, logits, labels, frames, actions):
+    """One dict per sample: name, the true action ('' when unknown), the frames of a PKU-MMD instance (start,
+    end: its first frame and the frame after its last; None otherwise) and the top-5 actions with
+    probabilities."""
     probs = torch.softmax(torch.from_numpy(logits).double(), dim=1)
     top = probs.topk(min(TOP, probs.shape[1]), dim=1)
-    return [{'name': name, 'action': actions[label] if label >= 0 else '',
+    frames = frames.tolist() if frames is not None else [(None, None)] * len(names)
+    return [{'name': name, 'action': actions[label] if label >= 0 else '', 'start': start, 'end': end,
              'top': [(actions[c], round(p, 6)) for p, c in zip(ps.tolist(), cs.tolist())]}
-            for name, label, ps, cs in zip(names, labels.tolist(), top.values, top.indices)]
+            for name, label, (start, end), ps, cs in zip(names, labels.tolist(), frames, top.values, top.indices)]
 
 
 def write_rows(path, table):
-    """--out: .json (a list of the rows) or .csv (name, action, action_1, probability_1, ...)."""
+    """--out: .json (a list of the rows) or .csv (name, action, start, end, action_1, probability_1, ...)."""
     if path.suffix == '.json':
         text = json.dumps([{**r, 'top': [{'action': a, 'probability': p} for a, p in r['top']]} for r in table],
                           indent=1)
     else:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(['name', 'action'] + [f"{k}_{i}" for i in range(1, TOP + 1) for k in ('action', 'probability')])
+        writer.writerow(['name', 'action', 'start', 'end']
+                        + [f"{k}_{i}" for i in range(1, TOP + 1) for k in ('action', 'probability')])
         for r in table:
-            writer.writerow([r['name'], r['action']] + [v for pair in r['top'] for v in pair])
+            writer.writerow([r['name'], r['action'], r['start'], r['end']] + [v for pair in r['top'] for v in pair])
         text = buffer.getvalue()
     misc.atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def family(dataset):
+    """'ntu' (NTU RGB+D 60 and 120 share their first 60 actions), 'pku' or None."""
+    return dataset and ('pku' if dataset == 'pku' else 'ntu')
+
+
+def report_accuracy(logits, labels, split, source):
+    """Print the accuracy of the samples of known action: the test-split, training-split and other ones apart
+    when the checkpoint's training split is known (`source`)."""
+    groups = {TEST: ('test-split ', ''), TRAIN: ('training-split ', ' (seen in training: no test of the model)'),
+              UNKNOWN: ('', ' (split unknown)' if source else '')}
+    for value, (group, note) in groups.items():
+        acc = accuracies(logits, np.where(split == value, labels, -1))
+        if acc is not None:
+            print(f"Accuracy on the {acc['samples']} {group}samples of known action: top-1 {acc['top1']:.2f}%, "
+                  f"top-5 {acc['top5']:.2f}%, mean class {acc['mean_class']:.2f}%{note}")
+    if (labels >= 0).any():
+        print(f"The checkpoint's training split: {source}" if source else "The checkpoint's training split is "
+              "unknown (no readable names_train, no split rule for its data file): inputs may overlap it")
 
 
 def main(argv=None):
@@ -173,6 +113,8 @@ def main(argv=None):
     parser.add_argument('--checkpoint', required=True, help='checkpoint of main_linprobe.py or main_finetune.py')
     parser.add_argument('--out', help='write the predictions to this .csv or .json instead of printing them')
     parser.add_argument('--scores', help='also write names, logits and labels to this .npz (for ensemble.py)')
+    parser.add_argument('--per_class', help='also write the top-1 accuracy of every class to this .csv (the '
+                                            'samples of known action outside the training split)')
     parser.add_argument('--split', choices=('train', 'test'), default='test', help='split of an .npz input')
     parser.add_argument('--labels', help='PKU-MMD label file of the (one) skeleton file given')
     parser.add_argument('--start', type=int, help='first frame of the clip of a PKU-MMD-format file')
@@ -183,6 +125,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.out and Path(args.out).suffix not in ('.csv', '.json'):
         fail(f"--out {args.out}: expected a .csv or .json file name")
+    for flag in ('--out', '--scores', '--per_class'):
+        misc.check_output_path(getattr(args, flag[2:]), flag)
     if (args.start is None) != (args.end is None) or (args.start is not None and not 0 <= args.start < args.end):
         fail("--start and --end go together, with 0 <= start < end (frame numbers of the clip)")
     if args.batch_size < 1 or args.workers < 1:
@@ -201,41 +145,59 @@ def main(argv=None):
         fail(f"--labels {args.labels}: one label file for {len(files)} skeleton files; give one skeleton file")
 
     began = time.perf_counter()
+    frames = None
     if kind == 'npz':
-        names, logits, labels = score(settings, model, files[0], args.split, device, args.batch_size)
+        names, logits, labels, file_classes = score(settings, model, files[0], args.split, device, args.batch_size)
+        inputs = guess_dataset(files[0], file_classes) or (dataset if file_classes == num_classes else None)
     else:
         try:
             if kind == 'ntu':
-                names, x, labels = ntu_samples(files, args.workers, ntu.SINGLE_ACTOR.get(dataset, 'zeros'),
-                                               num_classes)
+                names, x, labels, frames = ntu_samples(files, args.workers, ntu.SINGLE_ACTOR.get(dataset, 'zeros'))
             else:
-                names, x, labels = pku_samples(files, args.workers, args.labels, args.start, args.end)
+                names, x, labels, frames = pku_samples(files, args.workers, args.labels, args.start, args.end)
         except DataError as e:
             fail(str(e))
         if not names:
             fail("no sample to predict")
         with tempfile.TemporaryDirectory() as tmp:
             data_path = Path(tmp) / 'samples.npz'
-            save_npz_atomic(data_path, {'x_test': x, 'y_test': one_hot(np.maximum(labels, 0), num_classes),
+            save_npz_atomic(data_path, {'x_test': x, 'y_test': one_hot(np.zeros(len(x), int), num_classes),
                                         'names_test': np.array(names, dtype=str)})
-            names, logits, _ = score(settings, model, data_path, 'test', device, args.batch_size)
+            names, logits, *_ = score(settings, model, data_path, 'test', device, args.batch_size)
+        inputs = kind
     seconds = time.perf_counter() - began
 
-    table = rows(names, logits, labels, action_names(dataset))
+    if family(inputs) != family(dataset):
+        inputs, model_of = DATASET_NAMES.get(family(inputs), 'another dataset'), DATASET_NAMES[family(dataset)]
+        print(f"warning: the inputs are {inputs} recordings, {args.checkpoint} is a {model_of} model: its "
+              f"predictions are {model_of} actions, and no true action is shown or scored", file=sys.stderr)
+        labels = np.full(len(names), -1)
+    labels = np.where(labels < num_classes, labels, -1)  # an NTU-120 action for an NTU-60 model: unknown
+    split, source = training_split(settings, names, files)
+
+    table = rows(names, logits, labels, frames, action_names(dataset))
     if args.out:
         write_rows(Path(args.out), table)
     else:
         for r in table:
             truth = f" (true: {r['action']})" if r['action'] else ''
             print(f"{r['name']}{truth}: " + ', '.join(f"{a} {p:.1%}" for a, p in r['top']))
+    report_accuracy(logits, labels, split, source)
+    if kind == 'npz':
+        print(f"{len(names)} samples of {files[0]} in {seconds:.2f} s: {len(names) / seconds:.1f} samples/s")
+    else:
+        print(f"{len(names)} samples from {len(files)} files in {seconds:.2f} s: {len(files) / seconds:.1f} "
+              f"files/s, {len(names) / seconds:.1f} samples/s")
+    if args.out:
+        print(f"Predictions (top-{TOP} actions of every sample) written to {args.out}")
     if args.scores:
         save_scores(args.scores, names, logits, labels)
-    known = labels >= 0
-    if known.any():
-        top1, top5 = (topk_accuracy(logits[known], labels[known], k) for k in (1, 5))
-        print(f"Accuracy on the {known.sum()} samples of known action: top-1 {top1:.2f}%, top-5 {top5:.2f}%")
-    print(f"{len(names)} samples from {len(files)} files in {seconds:.2f} s: {len(files) / seconds:.1f} files/s"
-          + (f"; predictions written to {args.out}" if args.out else ''))
+        print(f"Scores (names, logits, labels; -1: unknown) of {len(names)} samples written to {args.scores} "
+              f"(for ensemble.py)")
+    if args.per_class:
+        write_class_table(args.per_class, logits, np.where(split == TRAIN, -1, labels), action_names(dataset))
+        print(f"Top-1 accuracy of every class (samples of known action outside the training split) written to "
+              f"{args.per_class}")
     return names, logits, labels
 
 

@@ -10,7 +10,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from data.pipeline import BadInput
+from data.pipeline import BadInput, excerpt
 from data.text_numbers import NotANumber, TextTokens
 
 NUM_JOINTS = 25
@@ -53,7 +53,7 @@ def parse_skeleton(data, path="<bytes>"):
         if line >= num_lines:
             return BadInput(path, max(num_lines, 1), f"file ends early: expected {what} on line {line + 1}")
         found = data[line_end[line - 1] + 1 if line else 0:line_end[line]].strip().decode("utf-8", "replace")
-        return BadInput(path, line + 1, f"expected {what} (a non-negative integer), found {found!r}")
+        return BadInput(path, line + 1, f"expected {what} (a non-negative integer), found {excerpt(found)}")
 
     line, valid = 1, 0
     dropped, body_lines, body_frames = [], [], []
@@ -80,13 +80,13 @@ def parse_skeleton(data, path="<bytes>"):
     try:
         values = tokens.floats(value_tokens)
     except NotANumber as e:
-        raise BadInput(path, tokens.line_of(e.index) + 1, f"{e.text!r} is not a number") from None
+        raise BadInput(path, tokens.line_of(e.index) + 1, f"{excerpt(e.text)} is not a number") from None
     with np.errstate(over="ignore"):  # beyond float32 becomes inf, reported below
         values = values.astype(np.float32)
     finite = np.isfinite(values)
     if not finite.all():  # nan, inf, or beyond float32: one such joint would spread through centring
         token = value_tokens[tuple(np.argwhere(~finite)[0])]
-        raise BadInput(path, tokens.line_of(token) + 1, f"{tokens.text(token)!r} is not a finite coordinate")
+        raise BadInput(path, tokens.line_of(token) + 1, f"{excerpt(tokens.text(token))} is not a finite coordinate")
     id_token = tokens.first[body_lines]
     occurrences = {}
     for i, (start, end) in enumerate(zip(tokens.start[id_token].tolist(), tokens.end[id_token].tolist())):
@@ -123,7 +123,7 @@ def _check_bodies(tokens, body_lines, path):
     what = ("the body info line", "the joint count", "a joint line")[min(column, 2)]
     expected = f"{NUM_JOINTS}" if column == 1 else f"{_EXPECTED_COUNTS[column]} numbers"
     if column == 1 and found[body, 1] == 1:
-        found = repr(tokens.text(tokens.first[line]))
+        found = excerpt(tokens.text(tokens.first[line]))
     else:
         found = f"{found[body, column]} values"
     raise BadInput(path, line + 1, f"{what}: expected {expected}, found {found}")
@@ -147,7 +147,7 @@ def _check_numbers(tokens, num_lines, path):
         try:
             float(tokens.data[tokens.start[token]:tokens.end[token]])
         except ValueError:
-            raise BadInput(path, tokens.line_of(token) + 1, f"{tokens.text(token)!r} is not a number") from None
+            raise BadInput(path, tokens.line_of(token) + 1, f"{excerpt(tokens.text(token))} is not a number") from None
 
 
 def write_skeleton(path, frames, newline="\n"):

@@ -42,8 +42,8 @@ import numpy as np
 from tqdm import tqdm
 
 from data.kinect import NUM_JOINTS, read_skeleton
-from data.pipeline import (BadInput, DataError, Rows, check_outputs, load_cached, one_hot, print_report,
-                           run_command, run_jobs, write_npz)
+from data.pipeline import (BadInput, DataError, Rows, check_outputs, check_regular, claim_out_dir, load_cached,
+                           one_hot, print_report, run_command, run_jobs, write_npz)
 
 MIN_FRAMES = 12  # bodies tracked for fewer frames are noise
 SPREAD_RATIO = 0.8  # a frame is noisy when x extent > SPREAD_RATIO * y extent
@@ -228,7 +228,7 @@ def find_files(raw_dirs, num_classes):
     for raw_dir in raw_dirs:
         if not Path(raw_dir).is_dir():
             raise DataError(f"{raw_dir}: no such folder (expected the extracted .skeleton files)")
-        for path in Path(raw_dir).glob("*.skeleton"):
+        for path in check_regular(sorted(Path(raw_dir).glob("*.skeleton"))):
             name = path.stem
             try:
                 action = parse_name(name)["A"]
@@ -278,10 +278,11 @@ def main(argv=None):
     out_dir = Path(args.out_dir)
     prefix = args.dataset.upper()
     outputs = {bench: out_dir / f"{prefix}_{bench}.npz" for bench in BENCHMARKS[args.dataset]}
-    check_outputs(outputs.values(), args.overwrite)
     num_classes = NUM_CLASSES[args.dataset]
     files = find_files(args.raw_dir, num_classes)
     cache_dir = Path(args.cache_dir or out_dir / "cache")
+    claim_out_dir(out_dir, cache_dir)
+    check_outputs(outputs.values(), args.overwrite)
     results, bad = run_jobs(process_file, list(files.values()), list(files), cache_dir, args.workers,
                             args.skip_bad, CACHE_VERSION, desc=f"{args.dataset} files")
 
@@ -291,7 +292,6 @@ def main(argv=None):
     length = max(MIN_LENGTH, *(results[n]["frames"] for n in names))
     labels = np.array([parse_name(n)["A"] - 1 for n in names])
     single_actor = args.single_actor or SINGLE_ACTOR[args.dataset]
-    out_dir.mkdir(parents=True, exist_ok=True)
     sizes = {}
     for bench, (field, train_values) in BENCHMARKS[args.dataset].items():
         sizes[bench] = write_benchmark(outputs[bench], names, labels, field, train_values, num_classes,

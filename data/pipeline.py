@@ -5,8 +5,11 @@
 - write_npz: an uncompressed .npz (np.savez format) written member by member from row iterators, so
   the (N, 300, 150) arrays never have to sit in memory; written to a temporary name, then renamed.
 - DataError / BadInput and run_command: user errors end the command with one line and status 1.
+- claim_out_dir: one command per output folder (a lock), leftovers of killed runs removed.
 """
+import ctypes
 import os
+import signal
 import sys
 import zipfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -17,7 +20,11 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from util import lock
 from util.malloc import keep_freed_memory
+
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): the signal a process gets when its parent dies
+EXCERPT = 40  # characters of a bad line or token quoted in an error
 
 
 class DataError(Exception):
@@ -32,6 +39,12 @@ class BadInput(DataError):
         super().__init__(f"{where}: {message}")
 
 
+def excerpt(text, width=EXCERPT):
+    """repr of `text` cut to about `width` characters ('...' marks the cut): what an error line quotes of a
+    malformed line, which may be a whole binary file without a newline."""
+    return repr(text) if len(text) <= width else repr(text[:width]) + '...'
+
+
 def run_command(main):
     """Run `main()`; a DataError, or a file that cannot be read or written (a read-only or full --out-dir),
     becomes `error: <message>` on stderr and exit status 1."""
@@ -41,9 +54,35 @@ def run_command(main):
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     except OSError as e:
-        print(f"error: {e.filename or ''}: {e.strerror or e} (check the path, its permissions and the free space)",
-              file=sys.stderr)
+        where = f"{e.filename}: " if e.filename else ''
+        print(f"error: {where}{e.strerror or e} (check the path, its permissions and the free space)", file=sys.stderr)
         sys.exit(1)
+
+
+def claim_out_dir(out_dir, cache_dir):
+    """Create `out_dir`, lock it for this process (a second data command into it stops with one line naming
+    this one's pid) and remove the temporary files that killed runs left in it and in `cache_dir`."""
+    try:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"{out_dir}: cannot create the folder ({e.strerror}); give a writable --out-dir") from None
+    lock.hold(Path(out_dir) / ".lock", "--out-dir", out_dir, "another data.ntu / data.pku / data.synthetic run")
+    for folder in (out_dir, cache_dir):
+        lock.remove_stale(folder)
+
+
+def write_failed(path, error):
+    """The DataError of a failed write of `path` (a full disk, a read-only folder), naming it."""
+    return DataError(f"cannot write {path}: {error.strerror or error} (free space, or write to another folder)")
+
+
+def check_regular(paths):
+    """Raise BadInput at the first of `paths` that is not a regular file: a folder, or a pipe or device, which
+    would be read forever. Returns the paths."""
+    irregular = next((p for p in paths if not Path(p).is_file()), None)
+    if irregular is not None:
+        raise BadInput(irregular, None, "not a regular file (a folder, a pipe or a device); move it out of the folder")
+    return paths
 
 
 def check_outputs(paths, overwrite):
@@ -85,6 +124,8 @@ def write_npz(path, arrays):
                     else:
                         np.lib.format.write_array(f, np.asarray(value), allow_pickle=False)
         os.replace(tmp, path)
+    except OSError as e:
+        raise write_failed(path, e) from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -110,6 +151,8 @@ def save_npz_atomic(path, arrays):
     try:
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
+    except OSError as e:
+        raise write_failed(path, e) from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -123,6 +166,17 @@ def worker_setup():
     """
     keep_freed_memory()
     return threadpool_limits(1, user_api="blas")
+
+
+def die_with_parent(parent):
+    """Initializer of the worker processes: the kernel kills this process when its parent dies (Linux prctl
+    PR_SET_PDEATHSIG), so a run killed with SIGKILL leaves no worker behind; exit at once when the process
+    `parent` (the pid of the run) is already gone. Then worker_setup."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if not lock.alive(parent):
+        os._exit(1)
+    worker_setup()
 
 
 def _stamp(path, version):
@@ -183,7 +237,7 @@ def run_jobs(job, paths, names, cache_dir, workers, skip_bad, version, desc):
             pool = None
         else:
             size = max(1, min(16, len(tasks) // (8 * workers)))
-            pool = ProcessPoolExecutor(workers, initializer=worker_setup)
+            pool = ProcessPoolExecutor(workers, initializer=die_with_parent, initargs=(os.getpid(),))
             chunks = [pool.submit(_run_chunk, tasks[i:i + size]) for i in range(0, len(tasks), size)]
             outcomes = (outcome for chunk in as_completed(chunks) for outcome in chunk.result())
         try:

@@ -37,14 +37,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data.pipeline import (BadInput, DataError, Rows, check_outputs, load_cached, one_hot, print_report,
-                           run_command, run_jobs, write_npz)
+from data.pipeline import (BadInput, DataError, Rows, check_outputs, check_regular, claim_out_dir, excerpt,
+                           load_cached, one_hot, print_report, run_command, run_jobs, write_npz)
 from data.text_numbers import NotANumber, TextTokens
 
 NUM_CLASSES = 51
 FRAME_VALUES = 150  # 2 bodies x 25 joints x 3
 MAX_FRAMES = 300
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 BENCHMARKS = {"XSub": "subject", "XView": "view"}
 
 
@@ -59,7 +59,7 @@ def read_pku_skeleton(path):
     try:
         return tokens.floats(tokens.first[lines][:, None] + np.arange(FRAME_VALUES))
     except NotANumber as e:
-        raise BadInput(path, tokens.line_of(e.index) + 1, f"{e.text!r} is not a number") from None
+        raise BadInput(path, tokens.line_of(e.index) + 1, f"{excerpt(e.text)} is not a number") from None
 
 
 def read_labels(path):
@@ -77,10 +77,10 @@ def read_labels(path):
                 float(fields[3])
             except ValueError:
                 raise BadInput(path, number, f"expected label,start,end,confidence (integers, then a number), "
-                                             f"found {line.strip()!r}") from None
+                                             f"found {excerpt(line.strip())}") from None
             if not 1 <= label <= NUM_CLASSES or start < 0 or end < 0:
                 raise BadInput(path, number, f"expected a label in 1..{NUM_CLASSES} and non-negative frames, "
-                                             f"found {line.strip()!r}")
+                                             f"found {excerpt(line.strip())}")
             instances.append((len(instances), label - 1, start, end, number))
     return instances
 
@@ -111,33 +111,39 @@ def label_file_of(path):
 
 
 def process_video(path, label_path=None, clip=None):
-    """All instances of one video: ({'frames', 'lengths', 'labels', 'lines'}, stats).
+    """All instances of one video: ({'frames', 'lengths', 'starts', 'labels', 'lines', 'past_end'}, stats).
 
-    frames: the kept instances' frames one after another, (sum of lengths, 150) float32. A label line whose
-    end is not after its start, or that starts past the video, is an error; one that ends past the video is
-    kept shortened, as the published pipeline does; its line number goes to arrays['past_end'].
-    The label file is label/<video> beside the skeleton/ folder unless `label_path` is given; `clip` (start,
-    end) instead takes those frames as one instance of unknown action (label -1, line 0).
+    frames: the kept instances' frames one after another, (sum of lengths, 150) float32; an instance is the
+    video's frames [starts, starts + lengths). A label line whose end is not after its start, or that starts
+    past the video, is an error; one that ends past the video is kept shortened, as the published pipeline
+    does; its line number goes to arrays['past_end']. The label file is label/<video> beside the skeleton/
+    folder unless `label_path` is given; `clip` (start, end) instead takes those frames as one instance of
+    unknown action (label -1, line 0), shortened like a label line when it ends past the video.
     """
     path = Path(path)
+    skeleton = read_pku_skeleton(path)
     if clip is not None:
-        instances, source = [(0, -1, *clip, None)], "--start/--end"
+        if clip[0] >= len(skeleton):
+            raise BadInput(path, None, f"--start {clip[0]} is past its {len(skeleton)} frames; give a start "
+                                       f"below {len(skeleton)}")
+        instances, source = [(0, -1, *clip, 0)], "--start/--end"
     else:
         source = Path(label_path) if label_path else label_file_of(path)
         if not source.is_file():
             raise BadInput(path, None, f"no label file {source}")
         instances = read_labels(source)
-    kept, past_end = cut_instances(read_pku_skeleton(path), instances, source, path.name)
+    kept, past_end = cut_instances(skeleton, instances, source, path.name)
     arrays = {"frames": np.concatenate([f for *_, f in kept]) if kept else np.zeros((0, FRAME_VALUES), np.float32),
-              "lines": np.array([k for k, _, _ in kept], dtype=np.int64),
-              "labels": np.array([label for _, label, _ in kept], dtype=np.int64),
+              "lines": np.array([k for k, *_ in kept], dtype=np.int64),
+              "labels": np.array([label for _, label, *_ in kept], dtype=np.int64),
+              "starts": np.array([start for *_, start, _ in kept], dtype=np.int64),
               "lengths": np.array([len(f) for *_, f in kept], dtype=np.int64),
               "past_end": np.array(past_end, dtype=np.int64)}
     return arrays, {"instances": len(instances), "empty": len(instances) - len(kept), "past_end": len(past_end)}
 
 
 def cut_instances(skeleton, instances, source, video):
-    """([(k, label, frames)], [line numbers of the instances ending past the video]) of the instances
+    """([(k, label, start, frames)], [line numbers of the instances ending past the video]) of the instances
     [(k, label, start, end, line number)] of a video's (frames, 150) skeleton: rows [start, end) cut to
     MAX_FRAMES, float32; instances with no data (all zero) are left out. An instance whose end is not after
     its start, or that starts past the video, is a BadInput naming `source` (its label file) and the line.
@@ -151,7 +157,7 @@ def cut_instances(skeleton, instances, source, video):
             past_end.append(number)
         data = skeleton[start:end][:MAX_FRAMES].astype(np.float32)
         if data.sum() != 0:
-            kept.append((k, label, data))
+            kept.append((k, label, start, data))
     return kept, past_end
 
 
@@ -196,14 +202,15 @@ def main(argv=None):
 
     raw_dir, out_dir = Path(args.raw_dir), Path(args.out_dir)
     outputs = {bench: out_dir / f"PKUv{args.phase}_{bench}.npz" for bench in BENCHMARKS}
-    check_outputs(outputs.values(), args.overwrite)
     split_files = {bench: find_split_file(raw_dir, kind, args.phase) for bench, kind in BENCHMARKS.items()}
     splits = {bench: read_split(path) for bench, path in split_files.items()}
     skeleton_dir = raw_dir / "skeleton"
-    paths = sorted(skeleton_dir.glob("*.txt")) if skeleton_dir.is_dir() else []
+    paths = check_regular(sorted(skeleton_dir.glob("*.txt"))) if skeleton_dir.is_dir() else []
     if not paths:
         raise DataError(f"{skeleton_dir}: no skeleton .txt files")
     cache_dir = Path(args.cache_dir or out_dir / "cache")
+    claim_out_dir(out_dir, cache_dir)
+    check_outputs(outputs.values(), args.overwrite)
     results, bad = run_jobs(process_video, paths, [p.stem for p in paths], cache_dir, args.workers,
                             args.skip_bad, CACHE_VERSION, desc=f"PKU-MMD phase {args.phase} videos")
     videos = list(results)
@@ -213,7 +220,6 @@ def main(argv=None):
         if not train_videos & set(videos):
             raise DataError(f"{split_files[bench]}: names none of the {len(videos)} videos in {skeleton_dir} as "
                             f"training videos; give the split file of these videos")
-    out_dir.mkdir(parents=True, exist_ok=True)
     sizes = {bench: write_benchmark(outputs[bench], videos, splits[bench], cache_dir) for bench in BENCHMARKS}
 
     counts = [("videos read", len(paths)),

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from data.kinect import Body, Skeleton, write_skeleton
 from data.ntu import BENCHMARKS, TRAIN_SUBJECTS_60, centre, pad, select_actors, split
-from data.pipeline import DataError, check_outputs, one_hot, run_command, write_npz
+from data.pipeline import DataError, check_outputs, claim_out_dir, one_hot, run_command, write_npz
 from data.skeleton import NUM_JOINTS, PARENTS, ROOT
 
 NUM_CLASSES = 60
@@ -472,6 +472,7 @@ def main(argv=None):
         raise DataError(f"--num-train must be >= 1 and --num-test >= 0, got {args.num_train} and "
                         f"{args.num_test}")
     out_dir = Path(args.out_dir)
+    claim_out_dir(out_dir, out_dir / "raw")
     if args.format == "npz":
         check_outputs([out_dir / f"NTU60_{bench}.npz" for bench in BENCHMARKS["ntu60"]], args.overwrite)
         write_arrays(generate(args.seed, args.num_train, args.num_test), out_dir)

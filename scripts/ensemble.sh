@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Joint, bone and motion streams: three fine-tunes (bone: joint minus parent joint, motion: next frame minus
 # this frame, the feeder's bone / vel options set by --opts), each writing its test scores (--save_scores),
-# then ensemble.py: the top-1 / top-5 of each stream and of their fusion by sample name.
+# then ensemble.py: the top-1 / top-5 / mean class accuracy of each stream and of their fusion by sample name.
 #   DATASET, CONFIG, GPUS, ...: as scripts/finetune.sh; extra arguments go to every main_finetune.py
 #   PRETRAIN         pre-training checkpoint of all streams (default as scripts/finetune.sh); PRETRAIN_BONE,
 #                    PRETRAIN_MOTION: one pre-trained on that stream instead

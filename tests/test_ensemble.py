@@ -22,7 +22,10 @@ def test_hand_computed_fusion_is_the_same_in_any_sample_order(tmp_path, capsys):
     np.testing.assert_allclose(fused, [[3, 2, 0], [0, 2, 0.5], [1, 2, 2]])
     assert topk_accuracy(fused, labels, 1) == pytest.approx(200 / 3)
     out = capsys.readouterr().out.splitlines()
-    assert out[-1].split()[-2:] == ['66.67', '100.00'] and out[-2].split()[-2:] == ['33.33', '100.00']
+    # top-1, top-5, mean class: one sample per class, so the mean class accuracy is the top-1
+    assert out[-3].split() == [b, '0.5', '33.33', '100.00', '33.33']
+    assert out[-2].split() == ['fused', '66.67', '100.00', '66.67']
+    assert out[-1] == f"Fused scores (names, logits, labels) of 3 samples written to {tmp_path / 'fused.npz'}"
     b_same_order = scores(tmp_path / 'b2.npz', ['a', 'b', 'c'], [[0, 4, 0], [0, 0, 1], [0, 0, 4]], [0, 1, 2])
     same, _ = ensemble.main([a, b_same_order, '--weights', '1', '0.5'])
     np.testing.assert_array_equal(fused, same)

@@ -1,7 +1,11 @@
 """export.py: safetensors + config.json loaded by model_transformer.load_exported, and a .pt2 program that runs
 in a process without this repository, both giving the checkpoint's logits."""
+import errno
+import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +13,7 @@ import torch
 import export
 from model_transformer import load_exported
 from train_fixtures import TINY_WINDOW, write_classifier_checkpoint
+from util.actions import action_names
 
 RUN_PT2 = """
 import importlib.util, torch
@@ -34,6 +39,39 @@ def test_exported_models_give_the_checkpoint_logits(tmp_path, protocol):
     y = torch.load(out / 'y.pt')
     torch.testing.assert_close(y['all'], expected, rtol=0, atol=1e-5)
     torch.testing.assert_close(y['one'], expected[:1], rtol=0, atol=1e-5)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {p.name: p.stat().st_mode & 0o777 for p in out.iterdir() if p.suffix != '.pt'} == {
+        name: 0o666 & ~umask for name in export.FILES}
+    config = json.loads((out / 'config.json').read_text())
+    assert config['dataset'] == 'ntu60' and config['actions'] == list(action_names('ntu60'))
+    contract = (out / 'README.txt').read_text()
+    assert f"x: (N, 3, {TINY_WINDOW}, 25, 2) float32" in contract and 'p_interval = [0.95]' in contract
+    assert f"window_size = {TINY_WINDOW} frames" in contract and 'logits: (N, 60) float32' in contract
+
+
+def test_a_failed_re_export_keeps_the_earlier_one_whole(tmp_path, monkeypatch):
+    """A disk that fills while model.pt2 is written: one line, and --out still holds the earlier export, every
+    file as it was (no mix of new weights and old program); no temporary folder is left."""
+    out = tmp_path / 'exported'
+    out.mkdir()
+    for name in export.FILES:  # the earlier export's files (their content does not matter here)
+        (out / name).write_bytes(f'earlier {name}'.encode())
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    write_classifier_checkpoint(tmp_path / 'new.pth', 'finetune')
+    write_bytes = Path.write_bytes
+
+    def full_disk(path, data):
+        if path.name == 'model.pt2':
+            raise OSError(errno.ENOSPC, 'No space left on device')
+        return write_bytes(path, data)
+    monkeypatch.setattr(Path, 'write_bytes', full_disk)
+    with pytest.raises(SystemExit) as stop:
+        export.main([str(tmp_path / 'new.pth'), '--out', str(out)])
+    assert str(stop.value) == (f"error: --out {out}: cannot write {out}.tmp{os.getpid()}/model.pt2: No space left "
+                               f"on device (free space, or write to another folder); an earlier export there is kept")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['.exported.lock', 'exported', 'new.pth']
 
 
 def test_pretraining_checkpoint_and_other_files_get_one_line(tmp_path):

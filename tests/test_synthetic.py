@@ -162,5 +162,5 @@ def test_unwritable_out_dir_is_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "data.synthetic", "--out-dir", str(blocker / "out"), "--num-train",
                              "2", "--num-test", "2"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.splitlines()[-1] == (f"error: {blocker / 'out'}: Not a directory (check the path, its "
-                                              f"permissions and the free space)")
+    assert result.stderr.splitlines()[-1] == (f"error: {blocker / 'out'}: cannot create the folder (Not a "
+                                              f"directory); give a writable --out-dir")

@@ -1,5 +1,4 @@
 """Run set-up, seeding, mixed precision, checkpoints and logs shared by the three entry points."""
-import fcntl
 import json
 import os
 import random
@@ -9,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from util import dist
+from util import dist, lock
 from util.checkpoint import load_checkpoint
 from util.config import fail
 
@@ -146,46 +145,36 @@ def make_dir(path, flag):
     return Path(path)
 
 
+def check_output_path(path, flag):
+    """Stop with one line when the output file `path` of `flag` cannot be written: a folder, or in a folder that
+    does not exist (checked before the work, so that a wrong path costs nothing). None: no output."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        fail(f"{flag} {path}: is a folder; give a file name")
+    if not path.parent.is_dir():
+        fail(f"{flag} {path}: no folder {path.parent}; create it or give another path")
+
+
 def first_problem(error):
     """The first specific line of a load_state_dict error (e.g. 'size mismatch for blocks.0...')."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[min(1, len(lines) - 1)][:300]
 
 
-_locks = {}  # lock file -> its open descriptor in this process; closing it (or the process dying) unlocks
-
-
 def lock_output_dir(output_dir):
-    """Create `output_dir` and hold an exclusive lock on its .lock file for the life of this process.
-
-    A second run into the same folder stops with one line naming the holder's pid. The kernel releases the
-    lock of a killed process, so a crashed or preempted run never leaves the folder locked; a later run in
-    the same process (e.g. main() called again) takes over its earlier lock.
-    """
-    lock = (make_dir(output_dir, '--output_dir') / '.lock').resolve()
-    if lock in _locks:
-        os.close(_locks.pop(lock))
-    try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        fail(f"--output_dir {output_dir}: cannot write there ({e.strerror}); choose a writable folder")
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 32).decode().strip() or 'unknown'
-        os.close(fd)
-        fail(f"--output_dir {output_dir}: in use by a running training process (pid {holder}); wait for it, "
-             f"stop it, or choose another --output_dir")
-    os.ftruncate(fd, 0)
-    os.write(fd, f'{os.getpid()}\n'.encode())
-    _locks[lock] = fd
+    """Create `output_dir` and hold an exclusive lock on its .lock file for the life of this process
+    (util.lock): a second run into the same folder stops with one line naming the holder's pid; a later run
+    in the same process (e.g. main() called again) takes over its earlier lock."""
+    lock.hold(make_dir(output_dir, '--output_dir') / '.lock', '--output_dir', output_dir,
+              'a running training process')
 
 
 def release_output_dirs():
     """Give up the locks this process holds (at the end of a run, so that a later run in the same process or
     another process may use the folder)."""
-    while _locks:
-        os.close(_locks.popitem()[1])
+    lock.release()
 
 
 def eval_only(args):

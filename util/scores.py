@@ -1,24 +1,39 @@
-"""Per-sample score files: `scores.npz` with `names` (N,) str, `logits` (N, C) float32, `labels` (N,) int64.
+"""Per-sample score files: `scores.npz` with `names` (N,) str, `logits` (N, C) float32, `labels` (N,) int64
+(-1 where the action is unknown, e.g. predict.py on recordings without a label); and the accuracies of logits.
 
 Written by --save_scores (the test split after evaluation) and by predict.py; fused by ensemble.py, which
 matches the rows of several files by sample name, never by position.
 """
+import csv
+import io
+import zipfile
+from pathlib import Path
+
 import numpy as np
 
-from data.pipeline import save_npz_atomic
 from util.config import fail
+from util.misc import atomic_write
 
 KEYS = ('names', 'logits', 'labels')
 
 
 def save_scores(path, names, logits, labels):
     """Write a score file (temporary name, then rename): one row per sample, names unique."""
-    save_npz_atomic(path, {'names': np.asarray(names, dtype=str), 'logits': np.asarray(logits, np.float32),
-                           'labels': np.asarray(labels, np.int64)})
+    arrays = {'names': np.asarray(names, dtype=str), 'logits': np.asarray(logits, np.float32),
+              'labels': np.asarray(labels, np.int64)}
+
+    def write(tmp):
+        with open(tmp, 'wb') as f:  # a file object: np.savez adds no .npz to the name
+            np.savez(f, **arrays)
+    atomic_write(path, write)
 
 
 def load_scores(path):
-    """(names list, logits (N, C) float32, labels (N,) int64) of a score file; one line and exit otherwise."""
+    """(names list, logits (N, C) float32, labels (N,) int64) of a score file; one line and exit otherwise:
+    also for no rows, a logit that is NaN or infinite, or a label outside -1 .. C - 1."""
+    if not Path(path).is_file():
+        what = 'a folder' if Path(path).is_dir() else 'no such file'
+        fail(f"{path}: {what}; give a score file (written by --save_scores or predict.py --scores)")
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in KEYS if k not in z.files]
@@ -26,13 +41,50 @@ def load_scores(path):
                 fail(f"{path}: no {', '.join(missing)} (a score file holds {', '.join(KEYS)}: write one with "
                      f"--save_scores)")
             names, logits, labels = [str(n) for n in z['names']], z['logits'].astype(np.float32), z['labels']
-    except (OSError, ValueError) as e:
-        fail(f"{path}: not a score file ({e})")
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        fail(f"{path}: not a score file, or cut short ({' '.join(str(e).split())[:200]})")
     if logits.ndim != 2 or len(logits) != len(names) or labels.shape != (len(names),):
         fail(f"{path}: {len(names)} names, logits {logits.shape} and labels {labels.shape} do not match")
+    if not names:
+        fail(f"{path}: no samples")
     if len(set(names)) != len(names):
         fail(f"{path}: sample {next(n for i, n in enumerate(names) if n in names[:i])} appears twice")
-    return names, logits, labels.astype(np.int64)
+    bad = np.flatnonzero(~np.isfinite(logits).all(axis=1))
+    if bad.size:
+        fail(f"{path}: sample {names[bad[0]]} has a non-finite logit ({bad.size} such samples); "
+             f"score the samples again")
+    labels = labels.astype(np.int64)
+    bad = np.flatnonzero((labels < -1) | (labels >= logits.shape[1]))
+    if bad.size:
+        fail(f"{path}: sample {names[bad[0]]} has label {labels[bad[0]]}, outside 0 .. {logits.shape[1] - 1} "
+             f"of its {logits.shape[1]} classes (-1: unknown)")
+    return names, logits, labels
+
+
+def accuracies(logits, labels):
+    """{'samples', 'top1', 'top5', 'mean_class'} (%) over the rows of known label (>= 0) of (N, C) logits and
+    (N,) labels; None when no label is known."""
+    known = labels >= 0
+    if not known.any():
+        return None
+    logits, labels = logits[known], labels[known]
+    return {'samples': int(known.sum()), 'top1': topk_accuracy(logits, labels, 1),
+            'top5': topk_accuracy(logits, labels, 5), 'mean_class': mean_class_accuracy(logits, labels)}
+
+
+def write_class_table(path, logits, labels, actions):
+    """A .csv of the top-1 accuracy of every class with a sample of known label: class, action (name, or ''
+    when `actions` is None), samples, correct, accuracy (%)."""
+    known = labels >= 0
+    predictions, labels = np.argmax(logits[known], axis=1), labels[known]
+    accuracy, counts = class_accuracy(predictions, labels, logits.shape[1])
+    correct = np.bincount(labels[predictions == labels], minlength=logits.shape[1])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(['class', 'action', 'samples', 'correct', 'accuracy'])
+    for c in np.flatnonzero(counts):
+        writer.writerow([c, actions[c] if actions else '', counts[c], correct[c], f"{accuracy[c]:.2f}"])
+    atomic_write(path, lambda tmp: tmp.write_text(buffer.getvalue()))
 
 
 def class_accuracy(predictions, labels, num_classes):
