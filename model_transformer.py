@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Block
 
+from util import registry
 from util.checkpoint import load_checkpoint
 
 NORM_LAYERS = {'LayerNorm': nn.LayerNorm, 'nn.LayerNorm': nn.LayerNorm}
@@ -204,10 +205,10 @@ def has_probe_norm(state_dict):
     return 'head.fc.0.running_mean' in state_dict
 
 
-def build_classifier(model_args, state_dict):
-    """A SkeletonTransformer(**model_args) in eval mode holding `state_dict` (with the linear probe's norm when
-    the weights have it); raises RuntimeError on weights that do not fit."""
-    model = SkeletonTransformer(**model_args)
+def build_classifier(cls, model_args, state_dict):
+    """A `cls(**model_args)` (SkeletonTransformer or a subclass) in eval mode holding `state_dict` (with the
+    linear probe's norm when the weights have it); raises RuntimeError on weights that do not fit."""
+    model = cls(**model_args)
     if has_probe_norm(state_dict):
         add_probe_norm(model)
     model.load_state_dict(state_dict)
@@ -216,26 +217,27 @@ def build_classifier(model_args, state_dict):
 
 def classifier_from_checkpoint(checkpoint):
     """(classifier in eval mode, settings dict) of a linear-probe or fine-tune checkpoint of main_linprobe.py /
-    main_finetune.py, built from the settings it stores under 'args' (model, model_args, val_feeder_args).
+    main_finetune.py, built from the settings it stores under 'args' (model, model_args, feeder,
+    val_feeder_args), whose class names must be registered (util/registry.py).
 
-    Raises FileNotFoundError, or ValueError with one line for a file that is no such checkpoint (a
-    pre-training checkpoint, a bare state dict, weights that do not fit the stored model_args).
+    Raises a one-line ValueError for a file that is no such checkpoint (unreadable, a pre-training checkpoint,
+    a bare state dict, an unregistered class name, weights that do not fit the stored model_args).
     """
     name = 'checkpoint' if isinstance(checkpoint, dict) else str(checkpoint)
-    not_ours = f"{name}: not a checkpoint of main_linprobe.py or main_finetune.py"
-    try:
-        checkpoint = load_checkpoint(checkpoint)
-    except ValueError:  # torch's own message runs over many lines
-        raise ValueError(f"{not_ours} (not a PyTorch checkpoint of tensors and settings)") from None
+    checkpoint = load_checkpoint(checkpoint)
     settings = checkpoint.get('args')
     settings = vars(settings) if hasattr(settings, '__dict__') else settings
     if not isinstance(settings, dict) or 'model_args' not in settings or 'model' not in checkpoint:
-        raise ValueError(f"{not_ours} (no 'model' weights with the run's settings under 'args')")
-    if not settings.get('model', '').endswith('SkeletonTransformer'):
-        raise ValueError(f"{name}: a pre-training checkpoint ({settings.get('model')}); use the checkpoint of a "
+        raise ValueError(f"{name}: not a checkpoint of main_linprobe.py or main_finetune.py (no 'model' weights "
+                         f"with the run's settings under 'args')")
+    if 'feeder' in settings:
+        registry.resolve('feeder', settings['feeder'], f"{name}: args.feeder")
+    cls = registry.resolve('model', settings.get('model'), f"{name}: args.model")
+    if not issubclass(cls, SkeletonTransformer):
+        raise ValueError(f"{name}: a pre-training checkpoint ({settings['model']}); use the checkpoint of a "
                          f"linear probe or fine-tuning run (main_linprobe.py, main_finetune.py)")
     try:
-        return build_classifier(settings['model_args'], checkpoint['model']), settings
+        return build_classifier(cls, settings['model_args'], checkpoint['model']), settings
     except (RuntimeError, TypeError, ValueError) as e:
         raise ValueError(f"{name}: the weights do not fit the stored model_args ({str(e).splitlines()[0]})") from None
 
@@ -244,11 +246,15 @@ def load_exported(directory):
     """The classifier written by export.py into `directory` (config.json + model.safetensors), in eval mode.
 
     config.json holds {'model': 'model_transformer.SkeletonTransformer', 'model_args': {...}, 'input': the
-    test-time feeder options (p_interval, window_size, bone, vel)}; the weights carry no optimiser state.
+    test-time feeder options (p_interval, window_size, bone, vel)}; the weights carry no optimiser state. The
+    model class must be registered (util/registry.py).
     """
-    directory = Path(directory)
-    config = json.loads((directory / 'config.json').read_text())
-    return build_classifier(config['model_args'], load_file(directory / 'model.safetensors'))
+    path = Path(directory) / 'config.json'
+    config = json.loads(path.read_text())
+    cls = registry.resolve('model', config.get('model'), f"{path}: model")
+    if not issubclass(cls, SkeletonTransformer):
+        raise ValueError(f"{path}: model {config['model']} is not a classifier")
+    return build_classifier(cls, config['model_args'], load_file(Path(directory) / 'model.safetensors'))
 
 
 def weight_groups(keys):
@@ -259,6 +265,13 @@ def weight_groups(keys):
         group = 'decoder' if k.startswith('decoder') else k.split('.')[0]
         counts[group] = counts.get(group, 0) + 1
     return ', '.join(f"{g}: {n} tensor{'s' if n > 1 else ''}" for g, n in counts.items())
+
+
+def other_frames(shape, own_shape):
+    """True when a temp_embed of `shape` (1, TP, 1, dim_feat) differs from the model's in TP alone: another
+    number of frames, which interpolation fixes (another width is a size mismatch for load_state_dict)."""
+    return len(shape) == len(own_shape) == 4 and shape[1] != own_shape[1] and (
+        shape[:1] + shape[2:] == own_shape[:1] + own_shape[2:])
 
 
 def load_pretrained(model, checkpoint):
@@ -279,7 +292,7 @@ def load_pretrained(model, checkpoint):
         del state[k]
     if dropped:
         print(f"load_pretrained: dropped from {name}: {weight_groups(dropped)}")
-    if 'temp_embed' in state and state['temp_embed'].shape != own['temp_embed'].shape:
+    if 'temp_embed' in state and other_frames(state['temp_embed'].shape, own['temp_embed'].shape):
         old = state['temp_embed']
         new = F.interpolate(old.permute(0, 3, 1, 2), size=own['temp_embed'].shape[1:3], mode='bicubic',
                             align_corners=False).permute(0, 2, 3, 1)

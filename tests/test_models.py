@@ -325,7 +325,7 @@ def test_load_pretrained_interpolates_temp_embed():
 
 
 def test_load_checkpoint_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match='missing.pth'):
+    with pytest.raises(ValueError, match='missing.pth not found'):
         load_checkpoint(tmp_path / 'missing.pth')
     text = tmp_path / 'notes.pth'
     text.write_text('not a checkpoint')

@@ -6,11 +6,12 @@ the nested dicts: `--opts model_args.depth=4 train_feeder_args.window_size=64`).
 data_path of both feeders. An unknown key anywhere is an error naming the key and the file.
 """
 import argparse
-import importlib
 import inspect
 from pathlib import Path
 
 import yaml
+
+from util import registry
 
 # Keys that only a config (or --opts) sets: the classes to build (module.Class) and their arguments (mappings).
 CONFIG_ONLY = {'feeder': str, 'train_feeder_args': dict, 'val_feeder_args': dict, 'model': str, 'model_args': dict}
@@ -222,13 +223,12 @@ def apply_opt(resolved, item, known, types):
     node[rest[-1]] = value
 
 
-def import_class(name, where):
-    """The class named `module.Class`."""
-    module, _, attr = name.rpartition('.')
+def resolve_class(kind, name, where):
+    """The registered `kind` ('model' or 'feeder') class `name`, or one line and exit (util/registry.py)."""
     try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError, ValueError) as e:
-        fail(f"{where}: cannot import {name!r} ({e})")
+        return registry.resolve(kind, name, where)
+    except ValueError as e:
+        fail(str(e))
 
 
 def check_class_args(args):
@@ -237,7 +237,7 @@ def check_class_args(args):
                                 ('model', 'model_args')):
         if not hasattr(args, args_key):
             continue
-        cls = import_class(getattr(args, class_key), f"{args.config}: {class_key}")
+        cls = resolve_class(class_key, getattr(args, class_key), f"{args.config}: {class_key}")
         params = inspect.signature(cls).parameters
         if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
             continue

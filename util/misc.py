@@ -212,17 +212,17 @@ def resume_path(args):
 def load_model(args, model_without_ddp, optimizer, loss_scaler):
     """Restore the model and, unless --eval, the optimiser, scaler and position from the resume checkpoint.
 
-    With --auto_resume an unreadable checkpoint (e.g. cut short by a full disk) is reported and the next
-    newest is used. Sets args.start_epoch to the epoch to continue and args.start_step to the step inside it
-    (0 at an epoch boundary; more after a preemption) and returns the checkpoint (None when there is nothing
-    to resume). A checkpoint that does not fit the model stops the run with one line.
+    With --auto_resume an unreadable checkpoint (e.g. cut short by a full disk, whatever its size) is reported
+    and the next newest is used. Sets args.start_epoch to the epoch to continue and args.start_step to the
+    step inside it (0 at an epoch boundary; more after a preemption) and returns the checkpoint (None when
+    there is nothing to resume). A checkpoint that does not fit the model stops the run with one line.
     """
     args.start_step = 0
     for path in resume_candidates(args):
         try:
             checkpoint = load_checkpoint(path)
             break
-        except (FileNotFoundError, ValueError) as e:
+        except ValueError as e:  # missing, unreadable, damaged or not a checkpoint (util.checkpoint)
             if not args.auto_resume or args.resume:
                 fail(f"--resume: {e}")
             print(f"Skipping unreadable checkpoint: {e}")

@@ -80,13 +80,13 @@ def published_batch_note(args, world):
 
 def build_model(args):
     """The configured model; with --finetune (and nothing to resume) initialised from that checkpoint."""
-    model = config.import_class(args.model, f"{args.config}: model")(**args.model_args)
+    model = config.resolve_class('model', args.model, f"{args.config}: model")(**args.model_args)
     finetune = getattr(args, 'finetune', '')
     if finetune and not misc.eval_only(args) and not misc.resume_path(args):
         from model_transformer import load_pretrained
         try:
             load_pretrained(model, finetune)
-        except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:  # RuntimeError: shapes differ
+        except (ValueError, KeyError, RuntimeError) as e:  # unreadable; weights missing; shapes differ
             config.fail(f"--finetune {finetune}: {misc.first_problem(e) if isinstance(e, RuntimeError) else e}")
         print(f"Loaded pre-trained weights from {finetune}")
     return model
