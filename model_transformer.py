@@ -16,6 +16,7 @@ from timm.models.vision_transformer import Block
 
 from util import registry
 from util.checkpoint import load_checkpoint
+from util.model_args import check_encoder, check_head
 
 NORM_LAYERS = {'LayerNorm': nn.LayerNorm, 'nn.LayerNorm': nn.LayerNorm}
 
@@ -29,15 +30,17 @@ def resolve_norm_layer(norm_layer):
     return norm_layer
 
 
+def check_norm_layer(norm_layer, **_):
+    resolve_norm_layer(norm_layer)
+
+
 def make_blocks(dim, depth, num_heads, mlp_ratio, qkv_bias, qk_scale, drop_rate, attn_drop_rate, drop_path_rate,
                 norm_layer):
     """`depth` pre-norm transformer blocks with stochastic depth rising linearly to `drop_path_rate`.
 
-    `qk_scale` is accepted as the official configs give it (None, or the string 'None' from YAML):
-    attention always scales by head_dim ** -0.5.
+    `qk_scale` is accepted as the official configs give it (None, or the string 'None' from YAML; see
+    util.model_args.check_encoder): attention always scales by head_dim ** -0.5.
     """
-    if qk_scale not in (None, 'None'):
-        raise ValueError(f"qk_scale={qk_scale!r} is not supported: expected None (scale head_dim ** -0.5)")
     dpr = torch.linspace(0, drop_path_rate, depth).tolist()
     return nn.ModuleList([
         Block(dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, proj_drop=drop_rate, attn_drop=attn_drop_rate,
@@ -74,14 +77,14 @@ class SkeletonEmbed(nn.Module):
 
 class SkeletonEncoder(nn.Module):
     """Patch embedding, learned temporal and joint embeddings, transformer blocks and a final norm."""
+    ARG_CHECKS = (check_encoder, check_norm_layer)  # util.model_args
 
     def __init__(self, dim_in=3, dim_feat=256, depth=8, num_heads=8, mlp_ratio=4, num_frames=120, num_joints=25,
                  patch_size=1, t_patch_size=4, qkv_bias=True, qk_scale=None, drop_rate=0., attn_drop_rate=0.,
                  drop_path_rate=0., norm_layer=nn.LayerNorm):
         super().__init__()
-        if num_frames % t_patch_size or num_joints % patch_size:
-            raise ValueError(f"num_frames={num_frames} must be divisible by t_patch_size={t_patch_size} and "
-                             f"num_joints={num_joints} by patch_size={patch_size}")
+        check_encoder(dim_in, dim_feat, depth, num_heads, mlp_ratio, num_frames, num_joints, patch_size, t_patch_size,
+                      qk_scale, drop_rate, attn_drop_rate, drop_path_rate)
         self.dim_in, self.num_frames, self.num_joints = dim_in, num_frames, num_joints
         self.patch_size, self.t_patch_size = patch_size, t_patch_size
         self.grid = (num_frames // t_patch_size, num_joints // patch_size)  # (TP, VP)
@@ -163,18 +166,16 @@ class FinetuneHead(nn.Module):
 
 class SkeletonTransformer(SkeletonEncoder):
     """Action classifier: the skeleton encoder and a head chosen by `protocol` ('linprobe' or 'finetune')."""
+    ARG_CHECKS = SkeletonEncoder.ARG_CHECKS + (check_head,)
 
     def __init__(self, dim_in=3, num_classes=60, dim_feat=256, depth=8, num_heads=8, mlp_ratio=4, num_frames=120,
                  num_joints=25, patch_size=1, t_patch_size=4, qkv_bias=True, qk_scale=None, drop_rate=0.,
                  attn_drop_rate=0., drop_path_rate=0., norm_layer=nn.LayerNorm, protocol='linprobe'):
+        check_head(num_classes, protocol)
         super().__init__(dim_in, dim_feat, depth, num_heads, mlp_ratio, num_frames, num_joints, patch_size,
                          t_patch_size, qkv_bias, qk_scale, drop_rate, attn_drop_rate, drop_path_rate, norm_layer)
-        if protocol == 'linprobe':
-            self.head = LinearHead(dim_feat, num_classes)
-        elif protocol == 'finetune':
-            self.head = FinetuneHead(dim_feat, num_joints // patch_size, num_classes)
-        else:
-            raise ValueError(f"protocol={protocol!r}: expected 'linprobe' or 'finetune'")
+        self.head = (LinearHead(dim_feat, num_classes) if protocol == 'linprobe'
+                     else FinetuneHead(dim_feat, num_joints // patch_size, num_classes))
         self.apply(init_weights)
 
     def forward_features(self, x):
@@ -267,20 +268,14 @@ def weight_groups(keys):
     return ', '.join(f"{g}: {n} tensor{'s' if n > 1 else ''}" for g, n in counts.items())
 
 
-def other_frames(shape, own_shape):
-    """True when a temp_embed of `shape` (1, TP, 1, dim_feat) differs from the model's in TP alone: another
-    number of frames, which interpolation fixes (another width is a size mismatch for load_state_dict)."""
-    return len(shape) == len(own_shape) == 4 and shape[1] != own_shape[1] and (
-        shape[:1] + shape[2:] == own_shape[:1] + own_shape[2:])
-
-
 def load_pretrained(model, checkpoint):
     """Load a pre-training (or classification) checkpoint into a SkeletonTransformer.
 
     `checkpoint` is a path or a dict, with or without the 'model' wrapper key. Decoder weights, the mask
     token and head weights the model does not have (or has with another shape) are dropped; temp_embed is
-    bicubically interpolated when the checkpoint was trained with another number of frames. Returns the
-    result of load_state_dict(strict=False); raises a KeyError naming any missing weight outside the head.
+    bicubically interpolated when the checkpoint was trained with another number of frames (another width is a
+    size mismatch). Returns the result of load_state_dict(strict=False); raises a KeyError naming any missing
+    weight outside the head.
     """
     name = 'checkpoint' if isinstance(checkpoint, dict) else str(checkpoint)
     state = load_checkpoint(checkpoint)
@@ -292,8 +287,8 @@ def load_pretrained(model, checkpoint):
         del state[k]
     if dropped:
         print(f"load_pretrained: dropped from {name}: {weight_groups(dropped)}")
-    if 'temp_embed' in state and other_frames(state['temp_embed'].shape, own['temp_embed'].shape):
-        old = state['temp_embed']
+    old = state.get('temp_embed')
+    if old is not None and old.shape != own['temp_embed'].shape and old.shape[2:] == own['temp_embed'].shape[2:]:
         new = F.interpolate(old.permute(0, 3, 1, 2), size=own['temp_embed'].shape[1:3], mode='bicubic',
                             align_corners=False).permute(0, 2, 3, 1)
         print(f"load_pretrained: interpolated temp_embed from {tuple(old.shape)} to {tuple(new.shape)}")

@@ -17,13 +17,16 @@ AMP_DTYPES = {'none': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 def resolve_device(name):
-    """'auto' -> cuda when available, else cpu; fail with one line on a device this machine lacks."""
+    """'auto' -> cuda when available, else cpu; fail with one line on a device this machine lacks or that cannot
+    run training (meta, xla, ...)."""
     if name == 'auto':
         name = 'cuda' if torch.cuda.is_available() else 'cpu'
     try:
         device = torch.device(name)
     except RuntimeError:
-        fail(f"--device {name}: not a device name (expected cpu, cuda or cuda:N)")
+        device = None
+    if device is None or device.type not in ('cpu', 'cuda', 'mps'):
+        fail(f"--device {name}: not a device to run on (expected auto, cpu, cuda, cuda:N or mps)")
     if device.type == 'cuda' and not torch.cuda.is_available():
         fail(f"--device {name}: CUDA is not available on this machine (torch {torch.__version__}); "
              f"run with --device cpu")
