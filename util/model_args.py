@@ -3,7 +3,7 @@ argument: the model constructors run them, and util.config runs them on every co
 
 A model class lists the checks of its arguments in ARG_CHECKS and, for a pre-training model, those of the
 masking options (mask_ratio, motion_stride) in OPTION_CHECKS; each check takes the constructor's keyword
-arguments (defaults included) and the options.
+arguments (defaults included) and the options. A subclass whose constructor takes other arguments sets its own.
 """
 import inspect
 
