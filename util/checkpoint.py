@@ -29,11 +29,11 @@ def load_checkpoint(path_or_dict, map_location='cpu'):
 
 def read(path, map_location):
     """torch.load of `path` with the allowed globals; ValueError naming the problem otherwise."""
-    if path.is_dir():
-        raise ValueError(f"{path}: a folder, not a checkpoint file; give one of the checkpoint-*.pth files in it")
     try:
         with open(path, 'rb') as f:
             magic = f.read(len(ZIP_MAGIC))
+    except IsADirectoryError:
+        raise ValueError(f"{path}: a folder, not a checkpoint file; give a checkpoint-*.pth file in it") from None
     except FileNotFoundError:
         raise ValueError(f"checkpoint {path} not found; check the path") from None
     except OSError as e:
