@@ -3,7 +3,6 @@ the monitor that shows what the encoder learns (kNN accuracy, the masking figure
 import torch
 
 from util import data, dist, engine, figures, knn
-from util.config import fail
 
 
 def train_one_epoch(model, data_loader, optimizer, device, epoch, loss_scaler, args, log_writer=None,
@@ -25,11 +24,6 @@ class Monitor:
     of the first test sample (centre crop) to TensorBoard ('masking')."""
 
     def __init__(self, args):
-        for flag in ('knn_every', 'vis_every'):
-            if getattr(args, flag) < 0:
-                fail(f"--{flag} {getattr(args, flag)}: expected a number of epochs, or 0 for off")
-        if args.knn_every:
-            knn.check_args(args)
         self.args, self.knn, self.sample = args, None, None
 
     def due(self, every, epoch):

@@ -11,18 +11,20 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 
 from model_transformer import SkeletonEncoder, init_weights, make_blocks
+from util.model_args import check_decoder, check_masking
 
 
 class MAMP(SkeletonEncoder):
+    ARG_CHECKS = SkeletonEncoder.ARG_CHECKS + (check_decoder,)  # util.model_args
+    OPTION_CHECKS = (check_masking,)
 
     def __init__(self, dim_in=3, dim_feat=256, decoder_dim_feat=256, depth=8, decoder_depth=5, num_heads=8,
                  mlp_ratio=4, num_frames=120, num_joints=25, patch_size=1, t_patch_size=4, qkv_bias=True,
                  qk_scale=None, drop_rate=0., attn_drop_rate=0., drop_path_rate=0., norm_layer=nn.LayerNorm,
                  norm_skes_loss=False, target='motion'):
+        check_decoder(decoder_dim_feat, decoder_depth, num_heads, target)
         super().__init__(dim_in, dim_feat, depth, num_heads, mlp_ratio, num_frames, num_joints, patch_size,
                          t_patch_size, qkv_bias, qk_scale, drop_rate, attn_drop_rate, drop_path_rate, norm_layer)
-        if target not in ('motion', 'joints'):
-            raise ValueError(f"target={target!r}: expected 'motion' or 'joints'")
         self.target, self.norm_skes_loss = target, norm_skes_loss
         TP, VP = self.grid
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim_feat))
@@ -91,8 +93,8 @@ class MAMP(SkeletonEncoder):
     def forward_target(self, x, motion_stride):
         """(N, C, T, V, M) -> per-token targets (N*M, L, t_patch_size * patch_size * C)"""
         if self.target == 'motion':
-            if not 1 <= motion_stride < self.num_frames:
-                raise ValueError(f"motion_stride={motion_stride}: expected 1 <= motion_stride < {self.num_frames}")
+            check_masking(self.num_frames, self.num_joints, self.patch_size, self.t_patch_size, self.target,
+                          motion_stride=motion_stride)
             motion = torch.zeros_like(x)
             motion[:, :, :-motion_stride] = x[:, :, motion_stride:] - x[:, :, :-motion_stride]
             x = motion

@@ -14,7 +14,9 @@ from safetensors.torch import load_file
 from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Block
 
+from util import registry
 from util.checkpoint import load_checkpoint
+from util.model_args import check_encoder, check_head
 
 NORM_LAYERS = {'LayerNorm': nn.LayerNorm, 'nn.LayerNorm': nn.LayerNorm}
 
@@ -28,15 +30,17 @@ def resolve_norm_layer(norm_layer):
     return norm_layer
 
 
+def check_norm_layer(norm_layer, **_):
+    resolve_norm_layer(norm_layer)
+
+
 def make_blocks(dim, depth, num_heads, mlp_ratio, qkv_bias, qk_scale, drop_rate, attn_drop_rate, drop_path_rate,
                 norm_layer):
     """`depth` pre-norm transformer blocks with stochastic depth rising linearly to `drop_path_rate`.
 
-    `qk_scale` is accepted as the official configs give it (None, or the string 'None' from YAML):
-    attention always scales by head_dim ** -0.5.
+    `qk_scale` is accepted as the official configs give it (None, or the string 'None' from YAML; see
+    util.model_args.check_encoder): attention always scales by head_dim ** -0.5.
     """
-    if qk_scale not in (None, 'None'):
-        raise ValueError(f"qk_scale={qk_scale!r} is not supported: expected None (scale head_dim ** -0.5)")
     dpr = torch.linspace(0, drop_path_rate, depth).tolist()
     return nn.ModuleList([
         Block(dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, proj_drop=drop_rate, attn_drop=attn_drop_rate,
@@ -73,14 +77,14 @@ class SkeletonEmbed(nn.Module):
 
 class SkeletonEncoder(nn.Module):
     """Patch embedding, learned temporal and joint embeddings, transformer blocks and a final norm."""
+    ARG_CHECKS = (check_encoder, check_norm_layer)  # util.model_args
 
     def __init__(self, dim_in=3, dim_feat=256, depth=8, num_heads=8, mlp_ratio=4, num_frames=120, num_joints=25,
                  patch_size=1, t_patch_size=4, qkv_bias=True, qk_scale=None, drop_rate=0., attn_drop_rate=0.,
                  drop_path_rate=0., norm_layer=nn.LayerNorm):
         super().__init__()
-        if num_frames % t_patch_size or num_joints % patch_size:
-            raise ValueError(f"num_frames={num_frames} must be divisible by t_patch_size={t_patch_size} and "
-                             f"num_joints={num_joints} by patch_size={patch_size}")
+        check_encoder(dim_in, dim_feat, depth, num_heads, mlp_ratio, num_frames, num_joints, patch_size, t_patch_size,
+                      qk_scale, drop_rate, attn_drop_rate, drop_path_rate)
         self.dim_in, self.num_frames, self.num_joints = dim_in, num_frames, num_joints
         self.patch_size, self.t_patch_size = patch_size, t_patch_size
         self.grid = (num_frames // t_patch_size, num_joints // patch_size)  # (TP, VP)
@@ -162,18 +166,16 @@ class FinetuneHead(nn.Module):
 
 class SkeletonTransformer(SkeletonEncoder):
     """Action classifier: the skeleton encoder and a head chosen by `protocol` ('linprobe' or 'finetune')."""
+    ARG_CHECKS = SkeletonEncoder.ARG_CHECKS + (check_head,)
 
     def __init__(self, dim_in=3, num_classes=60, dim_feat=256, depth=8, num_heads=8, mlp_ratio=4, num_frames=120,
                  num_joints=25, patch_size=1, t_patch_size=4, qkv_bias=True, qk_scale=None, drop_rate=0.,
                  attn_drop_rate=0., drop_path_rate=0., norm_layer=nn.LayerNorm, protocol='linprobe'):
+        check_head(num_classes, protocol)
         super().__init__(dim_in, dim_feat, depth, num_heads, mlp_ratio, num_frames, num_joints, patch_size,
                          t_patch_size, qkv_bias, qk_scale, drop_rate, attn_drop_rate, drop_path_rate, norm_layer)
-        if protocol == 'linprobe':
-            self.head = LinearHead(dim_feat, num_classes)
-        elif protocol == 'finetune':
-            self.head = FinetuneHead(dim_feat, num_joints // patch_size, num_classes)
-        else:
-            raise ValueError(f"protocol={protocol!r}: expected 'linprobe' or 'finetune'")
+        self.head = (LinearHead(dim_feat, num_classes) if protocol == 'linprobe'
+                     else FinetuneHead(dim_feat, num_joints // patch_size, num_classes))
         self.apply(init_weights)
 
     def forward_features(self, x):
@@ -204,10 +206,10 @@ def has_probe_norm(state_dict):
     return 'head.fc.0.running_mean' in state_dict
 
 
-def build_classifier(model_args, state_dict):
-    """A SkeletonTransformer(**model_args) in eval mode holding `state_dict` (with the linear probe's norm when
-    the weights have it); raises RuntimeError on weights that do not fit."""
-    model = SkeletonTransformer(**model_args)
+def build_classifier(cls, model_args, state_dict):
+    """A `cls(**model_args)` (SkeletonTransformer or a subclass) in eval mode holding `state_dict` (with the
+    linear probe's norm when the weights have it); raises RuntimeError on weights that do not fit."""
+    model = cls(**model_args)
     if has_probe_norm(state_dict):
         add_probe_norm(model)
     model.load_state_dict(state_dict)
@@ -216,26 +218,27 @@ def build_classifier(model_args, state_dict):
 
 def classifier_from_checkpoint(checkpoint):
     """(classifier in eval mode, settings dict) of a linear-probe or fine-tune checkpoint of main_linprobe.py /
-    main_finetune.py, built from the settings it stores under 'args' (model, model_args, val_feeder_args).
+    main_finetune.py, built from the settings it stores under 'args' (model, model_args, feeder,
+    val_feeder_args), whose class names must be registered (util/registry.py).
 
-    Raises FileNotFoundError, or ValueError with one line for a file that is no such checkpoint (a
-    pre-training checkpoint, a bare state dict, weights that do not fit the stored model_args).
+    Raises a one-line ValueError for a file that is no such checkpoint (unreadable, a pre-training checkpoint,
+    a bare state dict, an unregistered class name, weights that do not fit the stored model_args).
     """
     name = 'checkpoint' if isinstance(checkpoint, dict) else str(checkpoint)
-    not_ours = f"{name}: not a checkpoint of main_linprobe.py or main_finetune.py"
-    try:
-        checkpoint = load_checkpoint(checkpoint)
-    except ValueError:  # torch's own message runs over many lines
-        raise ValueError(f"{not_ours} (not a PyTorch checkpoint of tensors and settings)") from None
+    checkpoint = load_checkpoint(checkpoint)
     settings = checkpoint.get('args')
     settings = vars(settings) if hasattr(settings, '__dict__') else settings
     if not isinstance(settings, dict) or 'model_args' not in settings or 'model' not in checkpoint:
-        raise ValueError(f"{not_ours} (no 'model' weights with the run's settings under 'args')")
-    if not settings.get('model', '').endswith('SkeletonTransformer'):
-        raise ValueError(f"{name}: a pre-training checkpoint ({settings.get('model')}); use the checkpoint of a "
+        raise ValueError(f"{name}: not a checkpoint of main_linprobe.py or main_finetune.py (no 'model' weights "
+                         f"with the run's settings under 'args')")
+    if 'feeder' in settings:
+        registry.resolve('feeder', settings['feeder'], f"{name}: args.feeder")
+    cls = registry.resolve('model', settings.get('model'), f"{name}: args.model")
+    if not issubclass(cls, SkeletonTransformer):
+        raise ValueError(f"{name}: a pre-training checkpoint ({settings['model']}); use the checkpoint of a "
                          f"linear probe or fine-tuning run (main_linprobe.py, main_finetune.py)")
     try:
-        return build_classifier(settings['model_args'], checkpoint['model']), settings
+        return build_classifier(cls, settings['model_args'], checkpoint['model']), settings
     except (RuntimeError, TypeError, ValueError) as e:
         raise ValueError(f"{name}: the weights do not fit the stored model_args ({str(e).splitlines()[0]})") from None
 
@@ -244,11 +247,15 @@ def load_exported(directory):
     """The classifier written by export.py into `directory` (config.json + model.safetensors), in eval mode.
 
     config.json holds {'model': 'model_transformer.SkeletonTransformer', 'model_args': {...}, 'input': the
-    test-time feeder options (p_interval, window_size, bone, vel)}; the weights carry no optimiser state.
+    test-time feeder options (p_interval, window_size, bone, vel)}; the weights carry no optimiser state. The
+    model class must be registered (util/registry.py).
     """
-    directory = Path(directory)
-    config = json.loads((directory / 'config.json').read_text())
-    return build_classifier(config['model_args'], load_file(directory / 'model.safetensors'))
+    path = Path(directory) / 'config.json'
+    config = json.loads(path.read_text())
+    cls = registry.resolve('model', config.get('model'), f"{path}: model")
+    if not issubclass(cls, SkeletonTransformer):
+        raise ValueError(f"{path}: model {config['model']} is not a classifier")
+    return build_classifier(cls, config['model_args'], load_file(Path(directory) / 'model.safetensors'))
 
 
 def weight_groups(keys):
@@ -266,8 +273,9 @@ def load_pretrained(model, checkpoint):
 
     `checkpoint` is a path or a dict, with or without the 'model' wrapper key. Decoder weights, the mask
     token and head weights the model does not have (or has with another shape) are dropped; temp_embed is
-    bicubically interpolated when the checkpoint was trained with another number of frames. Returns the
-    result of load_state_dict(strict=False); raises a KeyError naming any missing weight outside the head.
+    bicubically interpolated when the checkpoint was trained with another number of frames (another width is a
+    size mismatch). Returns the result of load_state_dict(strict=False); raises a KeyError naming any missing
+    weight outside the head.
     """
     name = 'checkpoint' if isinstance(checkpoint, dict) else str(checkpoint)
     state = load_checkpoint(checkpoint)
@@ -279,8 +287,8 @@ def load_pretrained(model, checkpoint):
         del state[k]
     if dropped:
         print(f"load_pretrained: dropped from {name}: {weight_groups(dropped)}")
-    if 'temp_embed' in state and state['temp_embed'].shape != own['temp_embed'].shape:
-        old = state['temp_embed']
+    old = state.get('temp_embed')
+    if old is not None and old.shape != own['temp_embed'].shape and old.shape[2:] == own['temp_embed'].shape[2:]:
         new = F.interpolate(old.permute(0, 3, 1, 2), size=own['temp_embed'].shape[1:3], mode='bicubic',
                             align_corners=False).permute(0, 2, 3, 1)
         print(f"load_pretrained: interpolated temp_embed from {tuple(old.shape)} to {tuple(new.shape)}")

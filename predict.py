@@ -37,7 +37,7 @@ from data.splits import TEST, TRAIN, UNKNOWN, training_split
 from model_transformer import classifier_from_checkpoint
 from util import misc
 from util.actions import action_names, dataset_of, guess_dataset
-from util.config import fail, import_class
+from util.config import fail, resolve_class
 from util.evaluation import predict
 from util.scores import accuracies, save_scores, write_class_table
 
@@ -50,7 +50,8 @@ def score(settings, model, data_path, split, device, batch_size):
     preprocessed .npz, through the checkpoint's test feeder: the evaluation path."""
     feeder_args = {**settings['val_feeder_args'], 'data_path': str(data_path), 'split': split}
     try:
-        dataset = import_class(settings.get('feeder', 'feeder.feeder_ntu.Feeder'), 'feeder')(**feeder_args)
+        feeder = resolve_class('feeder', settings.get('feeder', 'feeder.feeder_ntu.Feeder'), 'checkpoint: args.feeder')
+        dataset = feeder(**feeder_args)
     except (OSError, ValueError) as e:
         fail(str(e))
     args = argparse.Namespace(amp='none', dist_eval=False)

@@ -90,7 +90,7 @@ def masking(args):
     if 'decoder_pred.weight' not in state:
         fail(f"--checkpoint {args.checkpoint}: not a pre-training checkpoint (no decoder); the masking picture "
              f"needs one written by main_pretrain.py")
-    model = config.import_class(cfg.model, f"{cfg.config}: model")(**cfg.model_args)
+    model = config.resolve_class('model', cfg.model, f"{cfg.config}: model")(**cfg.model_args)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
@@ -130,7 +130,7 @@ def tsne(args):
 def classifier(cfg, path):
     """The config's classifier with the weights of a linear-probe or fine-tune checkpoint."""
     from main_linprobe import prepare_model
-    model = config.import_class(cfg.model, f"{cfg.config}: model")(**cfg.model_args)
+    model = config.resolve_class('model', cfg.model, f"{cfg.config}: model")(**cfg.model_args)
     if cfg.model_args.get('protocol') == 'linprobe':
         prepare_model(model)
     state = checkpoint_state(path)

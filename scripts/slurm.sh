@@ -14,6 +14,11 @@
 #SBATCH --requeue
 #SBATCH --open-mode=append
 set -uo pipefail
+if [ -z "${SLURM_JOB_ID:-}" ] || [ -z "${SLURM_JOB_NODELIST:-}" ]; then
+  echo "error: scripts/slurm.sh runs inside a Slurm job: submit it with sbatch (or srun in an allocation);" \
+       "on one machine use scripts/launch.sh" >&2
+  exit 1
+fi
 cd "${SLURM_SUBMIT_DIR:-$(dirname "$0")/..}"
 export GPUS=${GPUS:-${SLURM_GPUS_ON_NODE:-1}} MASTER_PORT=${MASTER_PORT:-29500}
 MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)

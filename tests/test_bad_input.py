@@ -50,14 +50,14 @@ ROWS = [
     ('predict.py', 'truncated', lambda w: [P, w.ins / CK, w.ins / 'cut' / 'S001C001P001R001A001.skeleton'],
      'S001C001P001R001A001.skeleton:'),
     ('predict.py', 'truncated', lambda w: [P, w.ins / CK, w.ins / 'cut.npz'], 'cut.npz: not an .npz archive'),
-    ('predict.py', 'truncated', lambda w: [P, w.ins / 'cut.pth', w.ins / 'ntu'], 'cut.pth: not a checkpoint'),
+    ('predict.py', 'truncated', lambda w: [P, w.ins / 'cut.pth', w.ins / 'ntu'], 'cut.pth: damaged checkpoint'),
     ('predict.py', 'unreadable', lambda w: [P, w.ins / CK, w.ins / 'fifo.skeleton'], 'fifo.skeleton: not a regular'),
     ('predict.py', 'unreadable', lambda w: [P, w.ins / CK, w.ins / 'odd'], 'dir.skeleton: not a regular file'),
     ('predict.py', 'wrong kind', lambda w: [P, w.ins / CK, w.ins / 'a.csv'], 'a.csv: not an NTU .skeleton'),
     ('predict.py', 'wrong kind', lambda w: [P, w.ins / CK, w.ins / 'binary' / 'S001C001P001R001A001.skeleton'],
      'expected the number of frames'),
     ('predict.py', 'wrong kind', lambda w: [P, w.ins / 'pku' / 'label' / '0002-L.txt', w.ins / 'ntu'],
-     '0002-L.txt: not a checkpoint'),
+     '0002-L.txt: not a PyTorch checkpoint'),
     ('predict.py', 'out of range', lambda w: [P, w.ins / CK, w.ins / 'pku' / 'skeleton' / '0002-L.txt', '--start',
                                               '40', '--end', '50'], '0002-L.txt: --start 40 is past its 40 frames'),
     ('predict.py', 'out of range', lambda w: [P, w.ins / CK, w.ins / 'ntu', '--workers', '0'], '--workers'),
@@ -79,7 +79,7 @@ ROWS = [
     ('ensemble.py', 'missing', lambda w: [w.ins / 'a.npz', '--out', w.out / 'no' / 'f.npz'], 'f.npz: no folder'),
     ('ensemble.py', 'full disk', lambda w: [w.ins / 'a.npz', '--out', w.out / 'f.npz'], 'f.npz: [Errno 27] File too large'),
     ('export.py', 'missing', lambda w: [w.ins / 'nope.pth', '--out', w.out / 'm'], 'nope.pth'),
-    ('export.py', 'truncated', lambda w: [w.ins / 'cut.pth', '--out', w.out / 'm'], 'cut.pth: not a checkpoint'),
+    ('export.py', 'truncated', lambda w: [w.ins / 'cut.pth', '--out', w.out / 'm'], 'cut.pth: damaged checkpoint'),
     ('export.py', 'unreadable', lambda w: [w.ins / CK, '--out', w.ins / 'a.csv' / 'm'], 'cannot create the folder'),
     ('export.py', 'wrong kind', lambda w: [w.ins / CK, '--out', w.ins / 'a.csv'], 'a.csv: is a file; give a folder'),
     ('export.py', 'wrong kind', lambda w: [w.ins / CK, '--out', w.ins / 'pku'], 'holds cross-subject.txt, which is'),
@@ -128,7 +128,7 @@ runpy.run_module(target, run_name='__main__', alter_sys=True) if how == 'module'
 def write_inputs(ins):
     """The shared input files of the rows (small, made once)."""
     write_classifier_checkpoint(ins / CK, 'finetune')
-    (ins / 'cut.pth').write_bytes((ins / CK).read_bytes()[:100])
+    (ins / 'cut.pth').write_bytes((ins / CK).read_bytes()[:5000])
     synthetic.main(['--out-dir', str(ins / 'synthetic'), '--format', 'skeleton', '--num-train', '2', '--num-test', '1'])
     (ins / 'synthetic' / 'raw').rename(ins / 'ntu')
     first = sorted((ins / 'ntu').glob('*.skeleton'))[0].read_bytes()

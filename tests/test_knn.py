@@ -118,10 +118,12 @@ def test_two_processes_give_the_one_process_result(work, tmp_path):
 
 
 def test_knn_bad_input_is_one_line(work, tmp_path):
-    cases = [('main_knn.py', 'linear', ['--k', '0'], '--k 0'),
+    cases = [('main_knn.py', 'linear', ['--k', '0'], '--k/--knn_k: expected an integer >= 1, got 0'),
              ('main_knn.py', 'linear', ['--finetune', tmp_path / 'missing.pth'], 'missing.pth'),
-             ('main_knn.py', 'linear', ['--knn_max_train', '-1'], '--knn_max_train -1'),
-             ('main_pretrain.py', 'pretrain', ['--knn_every', '-2'], '--knn_every -2')]
+             ('main_knn.py', 'linear', ['--knn_max_train', '-1'],
+              '--knn_max_train: expected an integer >= 0, got -1'),
+             ('main_pretrain.py', 'pretrain', ['--knn_every', '-2'],
+              '--knn_every: expected an integer >= 0, got -2')]
     for script, config, flags, words in cases:
         result = run_entry(script, '--config', work[config], '--output_dir', tmp_path, *flags, check=False,
                            timeout=120)

@@ -324,8 +324,21 @@ def test_load_pretrained_interpolates_temp_embed():
     torch.testing.assert_close(classifier.temp_embed.detach(), torch.linspace(-1, 1, 16).expand(1, 12, 1, 16))
 
 
+def test_load_pretrained_reports_interpolation_only_when_the_frames_differ(capsys):
+    """Another frame count: interpolated and said so; the same shape: nothing said; another width (the same
+    frames): no interpolation claimed, a size mismatch."""
+    pretrained = tiny_mamp()
+    load_pretrained(SkeletonTransformer(**{**TINY, 'num_frames': 48}), {'model': pretrained.state_dict()})
+    assert "interpolated temp_embed from (1, 6, 1, 16) to (1, 12, 1, 16)" in capsys.readouterr().out
+    load_pretrained(SkeletonTransformer(**TINY), {'model': pretrained.state_dict()})
+    assert 'interpolated' not in capsys.readouterr().out
+    with pytest.raises(RuntimeError, match=r'size mismatch for temp_embed'):
+        load_pretrained(SkeletonTransformer(**{**TINY, 'dim_feat': 32}), {'model': pretrained.state_dict()})
+    assert 'interpolated' not in capsys.readouterr().out
+
+
 def test_load_checkpoint_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match='missing.pth'):
+    with pytest.raises(ValueError, match='missing.pth not found'):
         load_checkpoint(tmp_path / 'missing.pth')
     text = tmp_path / 'notes.pth'
     text.write_text('not a checkpoint')

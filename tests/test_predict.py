@@ -108,6 +108,7 @@ def test_bad_input_gets_one_line(tmp_path, monkeypatch, args, message):
 
 
 def test_a_pretraining_checkpoint_is_refused(tmp_path):
-    torch.save({'model': {}, 'args': {'model': 'model_mamp.MAMP', 'model_args': {}}}, tmp_path / 'pre.pth')
+    torch.save({'model': {'w': torch.zeros(1)}, 'args': {'model': 'model_mamp.MAMP', 'model_args': {}}},
+               tmp_path / 'pre.pth')
     with pytest.raises(SystemExit, match='pre.pth: a pre-training checkpoint'):
         predict.main(['--checkpoint', str(tmp_path / 'pre.pth'), str(tmp_path)])

@@ -61,3 +61,16 @@ def test_a_run_that_ends_after_the_signal_is_not_requeued(tmp_path):
     code, stderr, logs = run_job(tmp_path, 'kill -USR1 $PPID; sleep 2; exit 0')
     assert code == 0 and logs['scancel'] == '--signal=USR1 42\n'
     assert 'requeue' not in logs['scontrol'] and 'requeueing' not in stderr
+
+
+def test_outside_slurm_it_says_so_in_one_line(tmp_path):
+    """Run by hand (no SLURM_* variables): one line pointing to sbatch, before any srun or scontrol."""
+    stub(tmp_path, 'srun', '')
+    stub(tmp_path, 'scontrol', '')
+    env = {k: v for k, v in os.environ.items() if not k.startswith('SLURM_')}
+    result = subprocess.run(['bash', str(SCRIPT), 'main_pretrain.py'], env={**env, 'PATH': f'{tmp_path}:{env["PATH"]}'},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stdout == ''
+    assert result.stderr.splitlines() == ["error: scripts/slurm.sh runs inside a Slurm job: submit it with sbatch "
+                                          "(or srun in an allocation); on one machine use scripts/launch.sh"]
+    assert not (tmp_path / 'srun.log').exists() and not (tmp_path / 'scontrol.log').exists()

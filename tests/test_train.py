@@ -285,7 +285,7 @@ def test_linprobe_from_an_official_checkpoint(work, tmp_path):
 def first_step_gradients(checkpoint):
     """Parameter name -> the gradient of the first AdamW step, from its first moment (1 - beta1) * grad."""
     args = argparse.Namespace(**checkpoint['args'])
-    model = config.import_class(args.model, '')(**args.model_args)
+    model = config.resolve_class('model', args.model, '')(**args.model_args)
     optimizer = main_finetune.make_optimizer(model, args)
     names = {id(p): n for n, p in model.named_parameters()}
     order = [names[id(p)] for group in optimizer.param_groups for p in group['params']]

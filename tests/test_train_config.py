@@ -142,9 +142,9 @@ def test_resolved_config_round_trips(npz, tmp_path):
     ({'smoothing': 0.1}, "unknown key 'smoothing'"),  # a fine-tuning key in a pre-training config
     ({'model_args': {'dpeth': 2}}, "unknown key 'dpeth' in model_args"),
     ({'train_feeder_args': {'windows_size': 24}}, "unknown key 'windows_size' in train_feeder_args"),
-    ({'epochs': 'many'}, "epochs: expected an integer, got 'many'"),
+    ({'epochs': 'many'}, "epochs: expected an integer >= 1, got many"),
     ({'amp': 'fp8'}, "amp: expected one of none, bf16, fp16"),
-    ({'batch_size': 2.5}, "batch_size: expected an integer, got 2.5"),
+    ({'batch_size': 2.5}, "batch_size: expected an integer >= 1, got 2.5"),
     ({'model_args': [1, 2]}, "model_args must be a mapping, got [1, 2]"),
 ])
 def test_bad_config_entry_names_key_and_file(npz, tmp_path, entry, message):

@@ -7,11 +7,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import export
+import main_knn
+import main_linprobe
 import main_pretrain
+import predict
+import visualize
 from conftest import ROOT
 from model_transformer import SkeletonTransformer, add_probe_norm
 from util import config
@@ -150,3 +156,39 @@ def write_classifier_checkpoint(path, protocol, data_path='NTU60_XSub.npz', num_
             'feeder': 'feeder.feeder_ntu.Feeder', 'val_feeder_args': val_feeder_args}
     torch.save({'model': model.state_dict(), 'optimizer': {}, 'epoch': 0, 'args': args}, path)
     return model.eval()
+
+
+def train_entry(main, protocol, work, config_key, out, *flags):
+    return main(config.parse_args(protocol, ['--config', str(work[config_key]), '--output_dir', str(out),
+                                             '--device', 'cpu', *map(str, flags)]))
+
+
+# Every way a user gives a checkpoint to a tool: name -> reader(work, checkpoint path, output folder), run in
+# this process. `work` is the fixture of tests/conftest.py.
+CHECKPOINT_READERS = {
+    'main_pretrain.py --resume': lambda w, p, o: train_entry(main_pretrain.main, 'pretrain', w, 'pretrain', o,
+                                                             '--resume', p),
+    'main_linprobe.py --finetune': lambda w, p, o: train_entry(main_linprobe.main, 'linprobe', w, 'linear', o,
+                                                               '--finetune', p),
+    'main_knn.py --finetune': lambda w, p, o: train_entry(main_knn.main, 'knn', w, 'linear', o, '--finetune', p),
+    'predict.py --checkpoint': lambda w, p, o: predict.main(['--checkpoint', str(p), str(w['npz']), '--device',
+                                                             'cpu']),
+    'export.py': lambda w, p, o: export.main([str(p), '--out', str(o)]),
+    'visualize.py masking --checkpoint': lambda w, p, o: visualize.main([
+        'masking', '--config', str(w['pretrain']), '--checkpoint', str(p), '--out', str(o / 'm.png'), '--device',
+        'cpu']),
+    'visualize.py confusion --checkpoint': lambda w, p, o: visualize.main([
+        'confusion', '--config', str(w['finetune']), '--checkpoint', str(p), '--out', str(o / 'c.png'),
+        '--device', 'cpu']),
+    'visualize.py tsne --encoder': lambda w, p, o: visualize.main([
+        'tsne', '--config', str(w['linear']), '--encoder', f'x={p}', '--out', str(o / 't.png'), '--device', 'cpu']),
+}
+
+
+def one_line_exit(call):
+    """The message of the SystemExit that call() ends with: one line, 'error: ...' (as util.config.fail)."""
+    with pytest.raises(SystemExit) as stop:
+        call()
+    message = str(stop.value.code)
+    assert message.startswith('error: ') and '\n' not in message, message
+    return message

@@ -6,11 +6,14 @@ the nested dicts: `--opts model_args.depth=4 train_feeder_args.window_size=64`).
 data_path of both feeders. An unknown key anywhere is an error naming the key and the file.
 """
 import argparse
-import importlib
 import inspect
 from pathlib import Path
 
 import yaml
+
+from util import registry
+from util.flags import Range, get_args_parser
+from util.model_args import run_checks
 
 # Keys that only a config (or --opts) sets: the classes to build (module.Class) and their arguments (mappings).
 CONFIG_ONLY = {'feeder': str, 'train_feeder_args': dict, 'val_feeder_args': dict, 'model': str, 'model_args': dict}
@@ -20,88 +23,6 @@ NOT_IN_CONFIG = ('config', 'opts')
 def fail(message):
     """Stop with one line on stderr (exit status 1), no traceback: for mistakes in the user's input."""
     raise SystemExit(f"error: {message}")
-
-
-def get_args_parser(protocol):
-    """The command-line flags of entry point `protocol` (pretrain, linprobe or finetune); each flag may also be
-    a config key."""
-    parser = argparse.ArgumentParser(f'main_{protocol}.py', formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                     description=f'MAMP {protocol}: settings come from --config; the flags '
-                                                 f'below override it.')
-    bool_flag = argparse.BooleanOptionalAction
-    parser.add_argument('--config', required=True, help='YAML config, e.g. config/ntu60_xsub/%s.yaml' % {
-        'pretrain': 'pretrain_mamp', 'linprobe': 'linear', 'finetune': 'finetune', 'knn': 'linear'}[protocol])
-    parser.add_argument('--opts', nargs='+', action='extend', default=[], metavar='KEY=VALUE',
-                        help='override config values, dotted for nested ones (model_args.depth=4); '
-                             'several --opts add up')
-    parser.add_argument('--data_path', default=None, help='data file for both the train and the test feeder')
-
-    g = parser.add_argument_group('optimisation')
-    g.add_argument('--batch_size', type=int, default=64, help='per process; effective batch is '
-                                                               'batch_size * accum_iter * number of processes')
-    g.add_argument('--epochs', type=int, default=100)
-    g.add_argument('--accum_iter', type=int, default=1, help='gradient accumulation steps per optimiser step')
-    g.add_argument('--published_batch', type=int, default=None,
-                   help='effective batch of the published run of this config; a run with another one says so')
-    g.add_argument('--lr', type=float, default=None, help='absolute learning rate (default: blr * batch / 256)')
-    g.add_argument('--blr', type=float, default=1e-3, help='base learning rate, for an effective batch of 256')
-    g.add_argument('--min_lr', type=float, default=0., help='end of the cosine schedule')
-    g.add_argument('--warmup_epochs', type=float, default=0., help='linear warm-up, per iteration')
-    g.add_argument('--weight_decay', type=float, default=0.05)
-    g.add_argument('--clip_grad', type=float, default=None, help='clip the gradient norm to this value')
-    g.add_argument('--fused_optim', action=bool_flag, default=True,
-                   help='fused optimiser kernel (else foreach); the same math, not always the same last bit')
-    if protocol == 'pretrain':
-        g.add_argument('--mask_ratio', type=float, default=0.9, help='fraction of tokens masked')
-        g.add_argument('--motion_stride', type=int, default=1, help='frame distance of the motion target')
-        g.add_argument('--motion_aware_tau', type=float, default=0.8,
-                         help='temperature of the motion-aware masking (0: uniform random masking)')
-    if protocol == 'finetune':
-        g.add_argument('--layer_decay', type=float, default=0.75, help='layer-wise lr decay')
-        g.add_argument('--smoothing', type=float, default=0.1, help='label smoothing')
-
-    g = parser.add_argument_group('run')
-    g.add_argument('--output_dir', default='./output_dir', help='checkpoints, log.txt and config.yaml')
-    g.add_argument('--log_dir', default=None, help='TensorBoard events (default: output_dir)')
-    g.add_argument('--device', default='auto', help="'cuda', 'cpu' or 'auto' (cuda when available)")
-    g.add_argument('--seed', type=int, default=0)
-    g.add_argument('--num_workers', type=int, default=None,
-                   help='data loading processes per rank (default: 0 on CPU, up to 8 on CUDA)')
-    g.add_argument('--pin_mem', action=bool_flag, default=None, help='pinned host memory (default: on CUDA)')
-    g.add_argument('--amp', choices=('none', 'bf16', 'fp16'), default='none', help='autocast precision')
-    g.add_argument('--compile', action=bool_flag, default=False, help='torch.compile the model')
-    g.add_argument('--gpu_aug', action=bool_flag, default=False,
-                   help='crop-resize and rotate the training batch on the device instead of in the loaders')
-    g.add_argument('--resume', default='', help='checkpoint to continue from')
-    g.add_argument('--auto_resume', action=bool_flag, default=False,
-                   help='continue from the newest checkpoint in output_dir when there is one')
-    g.add_argument('--start_epoch', type=int, default=0)
-    g.add_argument('--save_every', type=int, default=20, help='keep checkpoint-<epoch>.pth at epochs 0, N, 2N, ... '
-                                                             'and the last (checkpoint-last.pth every epoch)')
-    g.add_argument('--print_freq', type=int, default=20, help='log the training loss every this many steps')
-    if protocol in ('pretrain', 'knn'):
-        knn = parser.add_argument_group('kNN evaluation (util/knn.py)')
-        knn.add_argument('--k', '--knn_k', dest='knn_k', type=int, default=20, help='neighbours that vote')
-        knn.add_argument('--t', '--knn_t', dest='knn_t', type=float, default=0.07,
-                         help='temperature: a neighbour votes with weight exp(cosine similarity / t)')
-        knn.add_argument('--knn_max_train', type=int, default=0,
-                         help='at most this many training samples in the bank, a fixed subset (0: all)')
-    if protocol == 'pretrain':
-        knn.add_argument('--knn_every', type=int, default=0,
-                         help='kNN evaluation of the encoder every this many epochs and after the last (0: off)')
-        g.add_argument('--vis_every', type=int, default=0,
-                       help='masking figure of a fixed test sample to TensorBoard every this many epochs and after '
-                            'the last (0: off)')
-    if protocol != 'pretrain':
-        g.add_argument('--finetune', default='', help='pre-training checkpoint to start from (ours or official)')
-        g.add_argument('--eval', action=bool_flag, default=False,
-                       help='only evaluate the --resume checkpoint on the test set')
-        g.add_argument('--dist_eval', action=bool_flag, default=False,
-                       help='evaluate a shard of the test set per process (exact: no sample counted twice)')
-        g.add_argument('--save_scores', action=bool_flag, default=False,
-                       help='write output_dir/scores.npz (name, logits and label of every test sample) after '
-                            '--eval and after the last epoch, for ensemble.py')
-    return parser
 
 
 def parse_args(protocol, argv=None):
@@ -142,6 +63,7 @@ def parse_args(protocol, argv=None):
         apply_opt(resolved, item, known, types)
     args = argparse.Namespace(**resolved)
     check_class_args(args)
+    check_model(args)
     return args
 
 
@@ -179,24 +101,19 @@ def merge(base, override):
 
 
 def coerce(action, value, where):
-    """`value` (from YAML or --opts) converted to the type of the command-line flag `action`."""
+    """`value` (from YAML or --opts) converted to the type of the command-line flag `action` and checked against
+    its range (util.flags.Range)."""
     if value is None:
         return None
     if isinstance(action, argparse.BooleanOptionalAction):
         if not isinstance(value, bool):
             fail(f"{where}: expected true or false, got {value!r}")
         return value
-    if action.type is not None:
-        expected = {int: 'an integer', float: 'a number'}.get(action.type, action.type.__name__)
+    if isinstance(action.type, Range):
         try:
-            if isinstance(value, (dict, list, bool)):
-                raise ValueError
-            converted = action.type(value)
-            if action.type is int and converted != value and not isinstance(value, str):
-                raise ValueError
-        except ValueError:
-            fail(f"{where}: expected {expected}, got {value!r}")
-        value = converted
+            value = action.type(value)
+        except argparse.ArgumentTypeError as e:
+            fail(f"{where}: {e}")
     if action.choices is not None and value not in action.choices:
         fail(f"{where}: expected one of {', '.join(action.choices)}, got {value!r}")
     return value
@@ -222,13 +139,12 @@ def apply_opt(resolved, item, known, types):
     node[rest[-1]] = value
 
 
-def import_class(name, where):
-    """The class named `module.Class`."""
-    module, _, attr = name.rpartition('.')
+def resolve_class(kind, name, where):
+    """The registered `kind` ('model' or 'feeder') class `name`, or one line and exit (util/registry.py)."""
     try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError, ValueError) as e:
-        fail(f"{where}: cannot import {name!r} ({e})")
+        return registry.resolve(kind, name, where)
+    except ValueError as e:
+        fail(str(e))
 
 
 def check_class_args(args):
@@ -237,7 +153,7 @@ def check_class_args(args):
                                 ('model', 'model_args')):
         if not hasattr(args, args_key):
             continue
-        cls = import_class(getattr(args, class_key), f"{args.config}: {class_key}")
+        cls = resolve_class(class_key, getattr(args, class_key), f"{args.config}: {class_key}")
         params = inspect.signature(cls).parameters
         if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
             continue
@@ -245,6 +161,19 @@ def check_class_args(args):
             if key not in params:
                 fail(f"{args.config}: unknown key '{key}' in {args_key} ({getattr(args, class_key)} takes: "
                      f"{', '.join(params)})")
+
+
+def check_model(args):
+    """Fail in one line on model_args out of range or not fitting each other (the model's ARG_CHECKS, see
+    util/model_args.py) and, in pre-training, on a mask_ratio or motion_stride the model cannot train with (its
+    OPTION_CHECKS), before anything is built."""
+    cls = resolve_class('model', args.model, f"{args.config}: model")
+    options = {k: getattr(args, k) for k in ('mask_ratio', 'motion_stride') if hasattr(args, k)}
+    for checks, prefix in (('ARG_CHECKS', 'model_args: '), ('OPTION_CHECKS', '')):
+        try:
+            run_checks(cls, getattr(cls, checks, ()), args.model_args, **options)
+        except ValueError as e:
+            fail(f"{args.config}: {prefix}{e}")
 
 
 def save_config(args, path):

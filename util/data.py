@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, S
 
 from feeder.augment import BatchAugment
 from util import dist
-from util.config import fail, import_class
+from util.config import fail, resolve_class
 
 
 def build_dataset(args, key, **overrides):
@@ -27,7 +27,7 @@ def build_dataset(args, key, **overrides):
     if key == 'train_feeder_args' and args.gpu_aug and not overrides:
         feeder_args['batch_augment'] = True
     try:
-        dataset = import_class(args.feeder, f"{args.config}: feeder")(**feeder_args)
+        dataset = resolve_class('feeder', args.feeder, f"{args.config}: feeder")(**feeder_args)
     except (OSError, ValueError) as e:  # a file that is not the expected arrays
         fail(f"{key} in {args.config}: {e}")
     num_classes = args.model_args.get('num_classes')

@@ -17,7 +17,6 @@ from torch.utils.data import DataLoader
 
 from util.evaluation import accuracies, hit_sums, predict
 from util import data, dist
-from util.config import fail
 
 CENTRE_CROP = {'p_interval': [0.95], 'random_rot': False}  # the val feeder settings of the published configs
 
@@ -71,14 +70,6 @@ def bank_subset(num_samples, max_train, seed=0):
     return np.sort(np.random.default_rng(seed).choice(num_samples, max_train, replace=False))
 
 
-def check_args(args):
-    """Fail with one line on a kNN setting out of range."""
-    if args.knn_k < 1 or args.knn_t <= 0:
-        fail(f"--k {args.knn_k} --t {args.knn_t}: kNN needs k >= 1 neighbours and a temperature t > 0")
-    if args.knn_max_train < 0:
-        fail(f"--knn_max_train {args.knn_max_train}: expected a number of training samples, or 0 for all")
-
-
 class KNN:
     """kNN evaluation on the data of a config: `KNN(args)(encoder, device)` -> {'acc1', 'acc5', 'mean_class_acc',
     'bank', 'time'} (bank: the number of training samples in the bank).
@@ -88,7 +79,6 @@ class KNN:
     """
 
     def __init__(self, args):
-        check_args(args)
         key, bank_args, query_args = feeder_settings(args)
         self.bank = data.build_dataset(args, key, **bank_args)
         self.queries = data.build_dataset(args, key, **query_args)

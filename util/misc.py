@@ -16,13 +16,16 @@ AMP_DTYPES = {'none': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 def resolve_device(name):
-    """'auto' -> cuda when available, else cpu; fail with one line on a device this machine lacks."""
+    """'auto' -> cuda when available, else cpu; fail with one line on a device this machine lacks or that cannot
+    run training (meta, xla, ...)."""
     if name == 'auto':
         name = 'cuda' if torch.cuda.is_available() else 'cpu'
     try:
         device = torch.device(name)
     except RuntimeError:
-        fail(f"--device {name}: not a device name (expected cpu, cuda or cuda:N)")
+        device = None
+    if device is None or device.type not in ('cpu', 'cuda', 'mps'):
+        fail(f"--device {name}: not a device to run on (expected auto, cpu, cuda, cuda:N or mps)")
     if device.type == 'cuda' and not torch.cuda.is_available():
         fail(f"--device {name}: CUDA is not available on this machine (torch {torch.__version__}); "
              f"run with --device cpu")
@@ -201,17 +204,17 @@ def resume_path(args):
 def load_model(args, model_without_ddp, optimizer, loss_scaler):
     """Restore the model and, unless --eval, the optimiser, scaler and position from the resume checkpoint.
 
-    With --auto_resume an unreadable checkpoint (e.g. cut short by a full disk) is reported and the next
-    newest is used. Sets args.start_epoch to the epoch to continue and args.start_step to the step inside it
-    (0 at an epoch boundary; more after a preemption) and returns the checkpoint (None when there is nothing
-    to resume). A checkpoint that does not fit the model stops the run with one line.
+    With --auto_resume an unreadable checkpoint (e.g. cut short by a full disk, whatever its size) is reported
+    and the next newest is used. Sets args.start_epoch to the epoch to continue and args.start_step to the
+    step inside it (0 at an epoch boundary; more after a preemption) and returns the checkpoint (None when
+    there is nothing to resume). A checkpoint that does not fit the model stops the run with one line.
     """
     args.start_step = 0
     for path in resume_candidates(args):
         try:
             checkpoint = load_checkpoint(path)
             break
-        except (FileNotFoundError, ValueError) as e:
+        except ValueError as e:  # missing, unreadable, damaged or not a checkpoint (util.checkpoint)
             if not args.auto_resume or args.resume:
                 fail(f"--resume: {e}")
             print(f"Skipping unreadable checkpoint: {e}")

@@ -15,8 +15,9 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 
-from util.evaluation import evaluate_and_save
 from util import config, data, dist, engine, malloc, misc, preemption
+from util.checkpoint import load_checkpoint
+from util.evaluation import evaluate_and_save
 
 
 def setup(args, training=True):
@@ -84,13 +85,13 @@ def published_batch_note(args, world):
 
 def build_model(args):
     """The configured model; with --finetune (and nothing to resume) initialised from that checkpoint."""
-    model = config.import_class(args.model, f"{args.config}: model")(**args.model_args)
+    model = config.resolve_class('model', args.model, f"{args.config}: model")(**args.model_args)
     finetune = getattr(args, 'finetune', '')
     if finetune and not misc.eval_only(args) and not misc.resume_path(args):
         from model_transformer import load_pretrained
         try:
             load_pretrained(model, finetune)
-        except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:  # RuntimeError: shapes differ
+        except (ValueError, KeyError, RuntimeError) as e:  # unreadable; weights missing; shapes differ
             config.fail(f"--finetune {finetune}: {misc.first_problem(e) if isinstance(e, RuntimeError) else e}")
         print(f"Loaded pre-trained weights from {finetune}")
     return model
@@ -129,7 +130,37 @@ def stop_preempted(args, log_writer, where):
     raise SystemExit(preemption.PREEMPTED_EXIT)
 
 
+def stop_interrupted(args):
+    """Ctrl-C: one line on stderr saying what checkpoint-last.pth holds (read back, so it is what a resume
+    would get), then exit with status 130 (128 + SIGINT, as a shell reports it)."""
+    preemption.restore()
+    misc.release_output_dirs()
+    last = Path(args.output_dir) / 'checkpoint-last.pth'
+    try:
+        checkpoint = load_checkpoint(last) if last.is_file() and not misc.eval_only(args) else {}
+    except ValueError:
+        checkpoint = {}
+    if 'epoch' in checkpoint:
+        inside = checkpoint.get('position')
+        held = f"epoch {checkpoint['epoch']}" + (f" and step {inside['step']} of epoch {checkpoint['epoch'] + 1}"
+                                                  if inside else '')
+        line = f"interrupted; {last} holds {held}; rerun with --auto_resume to continue"
+    else:
+        line = "interrupted" + ("" if misc.eval_only(args) else f" before any checkpoint in {args.output_dir}")
+    if dist.is_main_process():
+        print(line, file=sys.stderr)
+    raise SystemExit(130)
+
+
 def run(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None, after_epoch=None):
+    """`train`, where Ctrl-C ends the run in one line with exit status 130 (stop_interrupted)."""
+    try:
+        return train(args, train_one_epoch, make_optimizer, evaluate, prepare_model, after_epoch)
+    except KeyboardInterrupt:
+        stop_interrupted(args)
+
+
+def train(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None, after_epoch=None):
     """Train (or with --eval only evaluate) as configured by `args`; returns the last stats.
 
     train_one_epoch(model=, data_loader=, optimizer=, device=, epoch=, loss_scaler=, args=, log_writer=,
