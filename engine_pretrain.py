@@ -51,8 +51,7 @@ class Monitor:
                 key, _, test = knn.feeder_settings(args)
                 self.sample = torch.from_numpy(data.build_dataset(args, key, **test)[0][0])[None]
             x = self.sample.to(device)
-            rows = {f'motion-aware (tau {args.motion_aware_tau:g})': figures.masking_arrays(
-                        model, x, args.mask_ratio, args.motion_aware_tau, args.motion_stride),
-                    'random (tau 0)': figures.masking_arrays(model, x, args.mask_ratio, 0., args.motion_stride)}
-            log_writer.add_figure('masking', figures.masking_figure(rows, f'epoch {epoch}: test sample 0'), step)
+            fig = figures.masking_figure(model, x, args.mask_ratio, args.motion_aware_tau, args.motion_stride,
+                                         f'epoch {epoch}: test sample 0')
+            log_writer.add_figure('masking', fig, step)
         return stats

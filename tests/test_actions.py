@@ -1,7 +1,7 @@
 """Action names: one per class of each dataset, and the dataset told from a data file or a class count."""
 import pytest
 
-from util.actions import action_names, dataset_of
+from util.actions import action_names, dataset_of, sample_title
 
 
 def test_names_per_class():
@@ -29,3 +29,12 @@ def test_unknown_dataset_is_one_line():
         action_names('kinetics')
     with pytest.raises(SystemExit, match='cannot tell the dataset of mine.npz with 13 classes'):
         dataset_of('mine.npz', 13)
+
+
+@pytest.mark.parametrize('name, dataset, expected', [
+    ('S001C001P001R001A001', None, 'S001C001P001R001A001: drink water'),
+    ('S018C001P008R002A120', None, 'S018C001P008R002A120: finger-guessing game (rock-paper-scissors)'),
+    ('S018C001P008R002A120', 'ntu60', 'S018C001P008R002A120'),  # no such action in NTU-60
+    ('recording_03', None, 'recording_03')])
+def test_sample_title_names_the_action_of_an_ntu_sample(name, dataset, expected):
+    assert sample_title(name, dataset) == expected

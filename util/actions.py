@@ -1,6 +1,7 @@
 """Action names of NTU RGB+D 60, NTU RGB+D 120 and PKU-MMD, by class index (label = action number - 1).
 
     action_names('ntu60')[0] == 'drink water'
+    sample_title('S001C001P001R001A001') == 'S001C001P001R001A001: drink water'
     dataset_of(args) -> 'ntu60', 'ntu120' or 'pku' from a config's data path or class count
 
 NTU RGB+D 120 extends NTU RGB+D 60: its first 60 names are NTU-60's. PKU-MMD (Phase I and II) has 51 actions.
@@ -87,3 +88,15 @@ def dataset_of(data_path=None, num_classes=None):
         return dataset
     fail(f"cannot tell the dataset of {data_path or 'the data'} with {num_classes} classes for the action names "
          f"(NTU-60 has 60, NTU-120 120, PKU-MMD 51)")
+
+
+def sample_title(name, dataset=None):
+    """'<name>: <action>' for an NTU RGB+D sample name, by its A field (NTU-120 names unless `dataset` says
+    otherwise); the name alone when it is not an NTU name or its action is not one of the dataset's."""
+    from data.ntu import parse_name
+    try:
+        action = parse_name(name)['A']
+    except ValueError:
+        return name
+    names = action_names(dataset or 'ntu120')
+    return f"{name}: {names[action - 1]}" if action <= len(names) else name

@@ -1,8 +1,11 @@
-"""Pictures of skeletons, motion-aware masking, features and errors (matplotlib on the Agg backend: they are
-drawn without a display). Each `*_figure` returns a Figure; `save` writes it (temporary name, then rename).
+"""Pictures of motion-aware masking, features and errors, in one style sized for a paper: 8 pt text (7 pt ticks
+and legends) at the size of a double-column figure (7 in wide) or a single column (3.5 in), TrueType fonts in
+PDF, text kept as text in
+SVG. Matplotlib on the Agg backend (no display needed). Each `*_figure` returns a Figure; `save` writes it (or an
+animation of util/skeleton_figures.py) as PNG, PDF or SVG, by the file's suffix.
 """
 import csv
-import os
+from itertools import product
 from pathlib import Path
 
 import matplotlib
@@ -12,24 +15,56 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib import animation  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
-from data.skeleton import PARENTS  # noqa: E402
+from data.skeleton import JOINT_NAMES  # noqa: E402
+from util.misc import atomic_write  # noqa: E402
 
+STYLE = {
+    'font.size': 8, 'axes.titlesize': 8, 'axes.labelsize': 8, 'xtick.labelsize': 7, 'ytick.labelsize': 7,
+    'legend.fontsize': 7, 'figure.titlesize': 9, 'axes.linewidth': 0.5, 'lines.linewidth': 0.8,
+    'xtick.major.width': 0.5, 'ytick.major.width': 0.5, 'xtick.major.size': 2, 'ytick.major.size': 2,
+    'legend.frameon': False, 'figure.dpi': 150, 'figure.constrained_layout.use': True,
+    'pdf.fonttype': 42, 'ps.fonttype': 42, 'svg.fonttype': 'none', 'savefig.bbox': 'tight',
+    'savefig.pad_inches': 0.02,
+}
+matplotlib.rcParams.update(STYLE)
+SINGLE_COLUMN, DOUBLE_COLUMN = 3.5, 7.0  # figure widths in inches
+PICTURES, ANIMATIONS = ('.png', '.pdf', '.svg'), ('.gif', '.mp4')
+DPI = {'picture': 200, 'animation': 120}  # default pixels per inch of a PNG and of a GIF / MP4
 MASK_DRAWS = 256  # masks drawn to estimate each token's keep probability
+COLOURS, MARKERS = plt.get_cmap('tab10').colors, 'os^DvPX*<>ph'  # the most distinct shapes first
 
 
-def save(fig, path, **kwargs):
-    """Write `fig` (a Figure, or an Animation as .gif / .mp4) to `path` through a temporary file; returns it."""
+def save(picture, path, dpi=None):
+    """Write `picture` (a Figure, or an Animation as .gif / .mp4) to `path` through a temporary file with a
+    process-unique name, then rename (util.misc.atomic_write); returns the path. `dpi`: pixels per inch of a PNG,
+    GIF or MP4 (default DPI)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.stem}.tmp{path.suffix}')
-    if isinstance(fig, animation.Animation):
-        fig.save(tmp, writer='pillow' if path.suffix == '.gif' else 'ffmpeg', **kwargs)
-    else:
-        fig.savefig(tmp, dpi=kwargs.pop('dpi', 80), bbox_inches='tight', **kwargs)
+    moving = isinstance(picture, animation.Animation)
+    fig = picture._fig if moving else picture
+
+    def write(tmp):
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        if moving:
+            picture.save(tmp, writer='pillow' if path.suffix.lower() == '.gif' else 'ffmpeg',
+                         dpi=dpi or DPI['animation'])
+        else:
+            fig.savefig(tmp, dpi=dpi or DPI['picture'])
+
+    try:
+        atomic_write(path, write)
+    finally:
         plt.close(fig)
-    os.replace(tmp, path)
     return path
+
+
+def palette(n):
+    """n (colour, marker) pairs, all different: the ten tab10 colours as circles, then as squares, and so on
+    through MARKERS (120 pairs)."""
+    if n > len(COLOURS) * len(MARKERS):
+        raise ValueError(f"{n} classes: at most {len(COLOURS) * len(MARKERS)} (colour, marker) pairs")
+    return [(colour, marker) for marker, colour in product(MARKERS, COLOURS)][:n]
 
 
 @torch.no_grad()
@@ -54,28 +89,57 @@ def masking_arrays(model, x, mask_ratio, motion_aware_tau, motion_stride, seed=0
     return {key: value.float().cpu().numpy() for key, value in arrays.items()}
 
 
-def masking_figure(rows, title, num_joints_shown=3):
-    """One row of panels per {label: masking_arrays}: motion, keep probability, the drawn mask, and the predicted
-    against the true first coordinate of the `num_joints_shown` joints with the most masked tokens."""
-    fig, axes = plt.subplots(len(rows), 4, figsize=(17, 3.4 * len(rows)), squeeze=False)
+def masking_rows(model, x, mask_ratio, trained_tau, motion_stride, seed=0):
+    """{row label: masking_arrays}: the masking the model was trained with (motion-aware at `trained_tau`, or
+    uniform random when it is 0, as for the MAE baseline), and uniform random masking below a motion-aware one.
+    Every row draws with the same seed, so the masks differ only where the motion moves the odds."""
+    if trained_tau <= 0:
+        return {'uniform random\n(as trained)': masking_arrays(model, x, mask_ratio, 0., motion_stride, seed)}
+    return {f'motion-aware, tau {trained_tau:g}\n(as trained)': masking_arrays(
+                model, x, mask_ratio, trained_tau, motion_stride, seed),
+            'uniform random': masking_arrays(model, x, mask_ratio, 0., motion_stride, seed)}
+
+
+def masking_figure(model, x, mask_ratio, trained_tau, motion_stride, title, seed=0, num_joints_shown=3):
+    """What a pre-trained model does to one sample x (1, C, T, V, M), one row of panels per masking of
+    masking_rows: motion, keep probability, one drawn mask, and the predicted against the true first coordinate
+    of the `num_joints_shown` joints that move most. One colour scale per quantity across the rows."""
+    rows = masking_rows(model, x, mask_ratio, trained_tau, motion_stride, seed)
+    fig, axes = plt.subplots(len(rows), 4, figsize=(DOUBLE_COLUMN, 0.8 + 1.5 * len(rows)), squeeze=False,
+                             sharex='col', sharey='col')
+    first = next(iter(rows.values()))
+    joints = np.argsort(-first['motion'].sum(0), kind='stable')[:num_joints_shown]
+    frames = first['target'].shape[-1] // 3  # t_patch_size * patch_size frames x 3 coordinates per token
+    panels = (('motion', 'motion per token', 'viridis'), ('keep', 'keep probability', 'magma'),
+              ('mask', 'one mask (white: masked)', 'gray'))
+    images = {}
     for ax_row, (label, arrays) in zip(axes, rows.items()):
-        for ax, key, name, cmap in zip(ax_row, ('motion', 'keep', 'mask'),
-                                       ('motion per token', 'keep probability', 'one mask (white = masked)'),
-                                       ('viridis', 'magma', 'gray')):
-            image = ax.imshow(arrays[key], aspect='auto', cmap=cmap, interpolation='nearest')
-            ax.set(title=f'{label}: {name}', xlabel='joint', ylabel='time patch')
-            fig.colorbar(image, ax=ax)
+        for ax, (key, name, cmap) in zip(ax_row, panels):
+            low, high = (0, 1) if key == 'mask' else (min(r[key].min() for r in rows.values()),
+                                                        max(r[key].max() for r in rows.values()))
+            images[key] = ax.imshow(arrays[key], aspect='auto', cmap=cmap, interpolation='nearest', vmin=low,
+                                    vmax=high)
+            ax.tick_params(labelleft=ax is ax_row[0])
+        ax_row[0].set_ylabel(f'{label}\n\ntime patch')
         ax, mask = ax_row[3], arrays['mask']
-        frames = arrays['target'].shape[-1] // 3  # t_patch_size * patch_size frames x 3 coordinates per token
-        for joint in np.argsort(-mask.sum(0), kind='stable')[:num_joints_shown]:
+        for colour, joint in zip(COLOURS, joints):
             true = arrays['target'][:, joint, 0::3].reshape(-1)  # first coordinate over all frames
             pred = np.where(np.repeat(mask[:, joint], frames) > 0, arrays['pred'][:, joint, 0::3].reshape(-1), np.nan)
-            line, = ax.plot(true, lw=1, label=f'joint {joint} true')
-            ax.plot(pred, '.', ms=3, color=line.get_color(), label=f'joint {joint} predicted (masked)')
-        ax.set(title=f'{label}: prediction of masked tokens', xlabel='frame', ylabel='target, x coordinate')
-        ax.legend(fontsize=6)
+            ax.plot(true, color=colour)
+            ax.plot(pred, '.', ms=2.5, color=colour)
+        ax.set_ylabel(f"{'motion' if model.target == 'motion' else 'joint position'}, x"
+                      + (' (normalised)' if model.norm_skes_loss else ''))
+    for ax, (_, name, _) in zip(axes[0], panels + ((None, 'prediction (masked tokens)', None),)):
+        ax.set_title(name)
+    for ax, xlabel in zip(axes[-1], ('joint', 'joint', 'joint', 'frame')):
+        ax.set_xlabel(xlabel)
+    for column, (key, _, _) in enumerate(panels[:2]):
+        fig.colorbar(images[key], ax=axes[:, column], aspect=25 * len(rows), pad=0.02)
+    handles = [Line2D([], [], color=c, label=JOINT_NAMES[j].replace('_', ' ')) for c, j in zip(COLOURS, joints)]
+    handles += [Line2D([], [], color='k', label='true'),
+                Line2D([], [], color='k', ls='', marker='.', label='predicted (masked tokens)')]
+    fig.legend(handles=handles, loc='outside lower center', ncols=len(handles))
     fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
@@ -84,81 +148,76 @@ def confusion(labels, predictions, num_classes):
     return np.bincount(labels * num_classes + predictions, minlength=num_classes ** 2).reshape(num_classes, -1)
 
 
-def confusion_figure(matrix, names, title):
-    """The row-normalised confusion matrix of the classes that occur (true or predicted), with action names."""
+def confusion_figure(matrix, names, title, max_annotated=25):
+    """The row-normalised confusion matrix (%) of the classes that occur (true or predicted), each row labelled
+    with its number of test samples, the percentages written in the cells up to `max_annotated` classes.
+
+    Every class is shown: the cells and the font shrink with the class count (7 pt up to 25 classes, 5 pt at
+    120, where the figure is 12 in wide: read it as PDF or SVG); the CSV lists the accuracy of each class.
+    """
     present = np.flatnonzero(matrix.sum(0) + matrix.sum(1))
     matrix = matrix[np.ix_(present, present)]
-    rates = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
-    size = 3 + 0.22 * len(present)
-    fig, ax = plt.subplots(figsize=(size + 1.5, size))
-    image = ax.imshow(rates, cmap='Blues', vmin=0, vmax=1)
-    labels = [names[i] for i in present]
-    ax.set_xticks(range(len(present)), labels, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(present)), labels, fontsize=7)
-    ax.set(xlabel='predicted', ylabel='true', title=title)
-    fig.colorbar(image, ax=ax, fraction=0.04, label='fraction of the true class')
-    fig.tight_layout()
+    n, totals = len(present), matrix.sum(1)
+    rates = 100 * matrix / np.maximum(totals[:, None], 1)
+    font = 7 if n <= max_annotated else max(5., 7 - (n - max_annotated) / 45)
+    cell = 0.22 if n <= max_annotated else 1.4 * font / 72  # inches
+    names = [names[c] for c in present]
+    rows = [f'{name} (n={total})' for name, total in zip(names, totals)]
+    width, height = (max(map(len, labels)) * 0.5 * font / 72 + 0.4 for labels in (rows, names))  # of the labels
+    fig, ax = plt.subplots(figsize=(max(SINGLE_COLUMN, n * cell + width + 1), n * cell + height + 0.3))
+    image = ax.imshow(rates, cmap='Blues', vmin=0, vmax=100)
+    ax.set_xticks(range(n), names, rotation=90, fontsize=font)
+    ax.set_yticks(range(n), rows, fontsize=font)
+    ax.set_anchor('N')  # any room to spare below the matrix, where saving trims it
+    ax.tick_params(length=1.5)
+    if n <= max_annotated:
+        for (row, col), rate in np.ndenumerate(rates):
+            if matrix[row, col] or (row == col and totals[row]):
+                ax.text(col, row, f'{rate:.0f}', ha='center', va='center', fontsize=font - 1,
+                        color='white' if rate > 50 else 'black')
+    ax.set(xlabel='predicted', ylabel='true (test samples)')
+    fig.suptitle(title)
+    fig.colorbar(image, ax=ax, shrink=min(1., 3 / (n * cell)), label='% of the true class')
     return fig
 
 
 def write_per_class_csv(matrix, names, path):
     """Per-class accuracy, worst first, as CSV (action, class, samples, correct, accuracy %); classes without a
-    test sample are left out. Written to a temporary file, then renamed."""
+    test sample are left out. Written through a temporary file, then renamed."""
     totals, correct = matrix.sum(1), np.diag(matrix)
     present = np.flatnonzero(totals)
     accuracy = 100 * correct[present] / totals[present]
-    path = Path(path)
-    tmp = path.with_name(path.name + '.tmp')
-    with open(tmp, 'w', newline='') as f:
-        writer = csv.writer(f)
-        writer.writerow(['action', 'class', 'samples', 'correct', 'accuracy'])
-        for i in np.argsort(accuracy, kind='stable'):
-            c = present[i]
-            writer.writerow([names[c], int(c), int(totals[c]), int(correct[c]), f'{accuracy[i]:.2f}'])
-    os.replace(tmp, path)
-    return path
+
+    def write(tmp):
+        with open(tmp, 'w', newline='') as f:
+            writer = csv.writer(f)
+            writer.writerow(['action', 'class', 'samples', 'correct', 'accuracy'])
+            for i in np.argsort(accuracy, kind='stable'):
+                c = present[i]
+                writer.writerow([names[c], int(c), int(totals[c]), int(correct[c]), f'{accuracy[i]:.2f}'])
+
+    atomic_write(path, write)
+    return Path(path)
 
 
 def tsne_figure(panels, names, title, seed=0):
-    """t-SNE (scikit-learn) of each {label: (features (N, D), labels (N,))}, side by side, coloured by action."""
+    """t-SNE (scikit-learn) of each {label: (features (N, D), labels (N,))}, side by side, each action with its
+    own (colour, marker) pair of `palette`, the legend below the panels."""
     from sklearn.manifold import TSNE
-    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 6), squeeze=False)
     classes = sorted(set(np.concatenate([labels for _, labels in panels.values()]).tolist()))
-    colours = plt.get_cmap('tab20' if len(classes) > 10 else 'tab10')
+    width = SINGLE_COLUMN if len(panels) == 1 else DOUBLE_COLUMN
+    columns = max(1, int(width / (0.05 * max(len(names[c]) for c in classes) + 0.3)))  # 7 pt text
+    height = width / len(panels) + 0.4 + 0.13 * -(-len(classes) // columns)
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, height), squeeze=False)
+    styles = dict(zip(classes, palette(len(classes))))
     for ax, (label, (features, labels)) in zip(axes[0], panels.items()):
         perplexity = min(30., (len(features) - 1) / 3)
         points = TSNE(2, perplexity=perplexity, init='pca', random_state=seed).fit_transform(features)
-        for i, c in enumerate(classes):
-            where = labels == c
-            ax.scatter(*points[where].T, s=6, color=colours(i % colours.N), label=names[c])
-        ax.set(title=label, xticks=[], yticks=[])
-    axes[0, -1].legend(fontsize=7, markerscale=2, loc='center left', bbox_to_anchor=(1, 0.5))
+        for c, (colour, marker) in styles.items():
+            ax.scatter(*points[labels == c].T, s=7, color=colour, marker=marker, linewidths=0)
+        ax.set(title=label, xticks=[], yticks=[], aspect='equal', adjustable='datalim')
+    handles = [Line2D([], [], ls='', color=colour, marker=marker, ms=3.5, label=names[c])
+               for c, (colour, marker) in styles.items()]
+    fig.legend(handles=handles, loc='outside lower center', ncols=columns, handletextpad=0.1, columnspacing=0.8)
     fig.suptitle(title)
-    fig.tight_layout()
     return fig
-
-
-def sequence_animation(joints, title, fps=15):
-    """A 3D animation of a skeleton sequence joints (T, 150 or 75) (frames x bodies x 25 joints x xyz): every body
-    that moves, bones from data.skeleton.PARENTS. All-zero frames at the end are left out."""
-    joints = np.asarray(joints, np.float32).reshape(len(joints), -1, 25, 3)  # one or two bodies
-    joints = np.concatenate([joints, np.zeros_like(joints[:, :2 - joints.shape[1]])], axis=1)
-    joints = joints[:max(1, np.flatnonzero(joints.any(axis=(1, 2, 3))).max(initial=0) + 1)]
-    bodies = [b for b in range(2) if joints[:, b].any()]
-    fig = plt.figure(figsize=(5, 5))
-    ax = fig.add_subplot(projection='3d')
-    shown = joints[:, bodies].reshape(-1, 3)
-    low, high = shown.min(0), shown.max(0)
-    ax.set(xlim=(low[0], high[0]), ylim=(low[2], high[2]), zlim=(low[1], high[1]), xlabel='x', ylabel='z',
-           zlabel='y')
-    lines = [[ax.plot([], [], [], color=f'C{b}', lw=2)[0] for _ in PARENTS] for b in bodies]
-
-    def draw(t):
-        for body, body_lines in zip(bodies, lines):
-            for joint, (parent, line) in enumerate(zip(PARENTS, body_lines)):
-                pair = joints[t, body, [joint, parent]]
-                line.set_data_3d(pair[:, 0], pair[:, 2], pair[:, 1])  # y up
-        ax.set_title(f'{title}\nframe {t + 1} / {len(joints)}', fontsize=9)
-        return [line for body_lines in lines for line in body_lines]
-
-    return animation.FuncAnimation(fig, draw, frames=len(joints), interval=1000 / fps)
