@@ -23,14 +23,15 @@ def fail(message):
 
 
 def get_args_parser(protocol):
-    """The command-line flags of entry point `protocol` (pretrain, linprobe or finetune); each flag may also be
-    a config key."""
+    """The command-line flags of entry point `protocol` (pretrain, linprobe, finetune, knn or tune); each
+    flag may also be a config key."""
     parser = argparse.ArgumentParser(f'main_{protocol}.py', formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                      description=f'MAMP {protocol}: settings come from --config; the flags '
                                                  f'below override it.')
     bool_flag = argparse.BooleanOptionalAction
     parser.add_argument('--config', required=True, help='YAML config, e.g. config/ntu60_xsub/%s.yaml' % {
-        'pretrain': 'pretrain_mamp', 'linprobe': 'linear', 'finetune': 'finetune', 'knn': 'linear'}[protocol])
+        'pretrain': 'pretrain_mamp', 'linprobe': 'linear', 'finetune': 'finetune', 'knn': 'linear',
+        'tune': 'tune'}[protocol])
     parser.add_argument('--opts', nargs='+', action='extend', default=[], metavar='KEY=VALUE',
                         help='override config values, dotted for nested ones (model_args.depth=4); '
                              'several --opts add up')
@@ -56,9 +57,14 @@ def get_args_parser(protocol):
         g.add_argument('--motion_stride', type=int, default=1, help='frame distance of the motion target')
         g.add_argument('--motion_aware_tau', type=float, default=0.8,
                          help='temperature of the motion-aware masking (0: uniform random masking)')
-    if protocol == 'finetune':
+    if protocol in ('finetune', 'tune'):
         g.add_argument('--layer_decay', type=float, default=0.75, help='layer-wise lr decay')
+    if protocol == 'finetune':
         g.add_argument('--smoothing', type=float, default=0.1, help='label smoothing')
+    if protocol == 'tune':
+        g.add_argument('--queue_size', type=int, default=16384,
+                       help='support queue of past embeddings, searched for the nearest neighbours')
+        g.add_argument('--temperature', type=float, default=0.1, help='of the contrastive (InfoNCE) loss')
 
     g = parser.add_argument_group('run')
     g.add_argument('--output_dir', default='./output_dir', help='checkpoints, log.txt and config.yaml')
@@ -79,21 +85,24 @@ def get_args_parser(protocol):
     g.add_argument('--save_every', type=int, default=20, help='keep checkpoint-<epoch>.pth at epochs 0, N, 2N, ... '
                                                              'and the last (checkpoint-last.pth every epoch)')
     g.add_argument('--print_freq', type=int, default=20, help='log the training loss every this many steps')
-    if protocol in ('pretrain', 'knn'):
+    if protocol in ('pretrain', 'knn', 'tune'):
         knn = parser.add_argument_group('kNN evaluation (util/knn.py)')
-        knn.add_argument('--k', '--knn_k', dest='knn_k', type=int, default=20, help='neighbours that vote')
+        several = {'nargs': '+', 'default': [20]} if protocol == 'knn' else {'default': 20}  # main_knn: --k 1 20
+        knn.add_argument('--k', '--knn_k', dest='knn_k', type=int, **several, help='neighbours that vote')
         knn.add_argument('--t', '--knn_t', dest='knn_t', type=float, default=0.07,
                          help='temperature: a neighbour votes with weight exp(cosine similarity / t)')
         knn.add_argument('--knn_max_train', type=int, default=0,
                          help='at most this many training samples in the bank, a fixed subset (0: all)')
-    if protocol == 'pretrain':
+    if protocol in ('pretrain', 'tune'):
         knn.add_argument('--knn_every', type=int, default=0,
                          help='kNN evaluation of the encoder every this many epochs and after the last (0: off)')
+    if protocol == 'pretrain':
         g.add_argument('--vis_every', type=int, default=0,
                        help='masking figure of a fixed test sample to TensorBoard every this many epochs and after '
                             'the last (0: off)')
     if protocol != 'pretrain':
         g.add_argument('--finetune', default='', help='pre-training checkpoint to start from (ours or official)')
+    if protocol in ('linprobe', 'finetune', 'knn'):
         g.add_argument('--eval', action=bool_flag, default=False,
                        help='only evaluate the --resume checkpoint on the test set')
         g.add_argument('--dist_eval', action=bool_flag, default=False,
@@ -179,9 +188,16 @@ def merge(base, override):
 
 
 def coerce(action, value, where):
-    """`value` (from YAML or --opts) converted to the type of the command-line flag `action`."""
+    """`value` (from YAML or --opts) converted to the type of the command-line flag `action` (a list of them for
+    a flag taking several values; one value is a list of one)."""
     if value is None:
         return None
+    if action.nargs in ('+', '*'):
+        return [coerce_one(action, v, where) for v in (value if isinstance(value, list) else [value])]
+    return coerce_one(action, value, where)
+
+
+def coerce_one(action, value, where):
     if isinstance(action, argparse.BooleanOptionalAction):
         if not isinstance(value, bool):
             fail(f"{where}: expected true or false, got {value!r}")

@@ -70,16 +70,39 @@ def bank_subset(num_samples, max_train, seed=0):
     return np.sort(np.random.default_rng(seed).choice(num_samples, max_train, replace=False))
 
 
+def neighbour_counts(args):
+    """The k of --k as a list: main_knn.py takes several (evaluated from one pass of the encoder), the monitor one."""
+    return args.knn_k if isinstance(args.knn_k, list) else [args.knn_k]
+
+
 def check_args(args):
     """Fail with one line on a kNN setting out of range."""
-    if args.knn_k < 1 or args.knn_t <= 0:
-        fail(f"--k {args.knn_k} --t {args.knn_t}: kNN needs k >= 1 neighbours and a temperature t > 0")
+    ks = neighbour_counts(args)
+    if min(ks) < 1 or args.knn_t <= 0:
+        fail(f"--k {' '.join(map(str, ks))} --t {args.knn_t}: kNN needs k >= 1 neighbours and a temperature t > 0")
     if args.knn_max_train < 0:
         fail(f"--knn_max_train {args.knn_max_train}: expected a number of training samples, or 0 for all")
 
 
+def loader_options(args):
+    """DataLoader options of the feature passes (kNN, few-shot) from the run's settings."""
+    return dict(batch_size=args.batch_size, num_workers=args.num_workers, pin_memory=args.pin_mem)
+
+
+def features(encoder, dataset, index, device, options, amp='none'):
+    """encoder(x) for dataset[index] (len(index), D) and the labels, every rank encoding a shard, all gathered.
+
+    `encoder` maps a batch to features (e.g. PooledFeatures); `options` are DataLoader options (loader_options).
+    """
+    shard = index[dist.get_rank()::dist.get_world_size()].tolist()
+    loader = DataLoader(dataset, sampler=shard, **options)
+    feats, labels = predict(loader, encoder, device, argparse.Namespace(amp=amp, dist_eval=True))
+    return feats[index], labels[index]
+
+
 class KNN:
-    """kNN evaluation on the data of a config: `KNN(args)(encoder, device)` -> {'acc1', 'acc5', 'time'}.
+    """kNN evaluation on the data of a config: `KNN(args)(encoder, device)` -> {'acc1', 'acc5', 'time'} for the
+    first k of --k; `accuracies` gives every k's.
 
     Each rank encodes its shard of the bank and of the queries; the features are gathered, each rank then
     classifies its shard of the queries and the hits are summed, so every test sample counts exactly once.
@@ -91,33 +114,35 @@ class KNN:
         self.bank = data.build_dataset(args, key, **bank_args)
         self.queries = data.build_dataset(args, key, **query_args)
         self.bank_index = bank_subset(len(self.bank), args.knn_max_train)
-        self.k, self.t, self.amp = args.knn_k, args.knn_t, args.amp
-        self.loader_options = dict(batch_size=args.batch_size, num_workers=args.num_workers,
-                                   pin_memory=args.pin_mem)
+        self.ks, self.t, self.amp = neighbour_counts(args), args.knn_t, args.amp
+        self.loader_options = loader_options(args)
 
     def features(self, encoder, dataset, index, device):
         """Pooled features (len(index), D) and labels of dataset[index], every rank encoding a shard."""
-        shard = index[dist.get_rank()::dist.get_world_size()].tolist()
-        loader = DataLoader(dataset, sampler=shard, **self.loader_options)
-        feats, labels = predict(loader, encoder, device, argparse.Namespace(amp=self.amp, dist_eval=True))
-        return feats[index], labels[index]
+        return features(encoder, dataset, index, device, self.loader_options, self.amp)
+
+    def __call__(self, encoder, device):
+        by_k, elapsed = self.accuracies(encoder, device)
+        return {**by_k[self.ks[0]], 'time': elapsed}
 
     @torch.no_grad()
-    def __call__(self, encoder, device):
+    def accuracies(self, encoder, device):
+        """({k: {'acc1', 'acc5'}} for every k of --k, from one pass of the encoder; the seconds it took)."""
         start = time.time()
         encoder = PooledFeatures(encoder)
         bank, bank_labels = self.features(encoder, self.bank, self.bank_index, device)
         queries, labels = self.features(encoder, self.queries, np.arange(len(self.queries)), device)
         rank, world = dist.get_rank(), dist.get_world_size()
         mine = slice(rank, None, world)
-        top, chunk_bytes = knn_topk(bank.to(device), bank_labels.to(device), queries[mine].to(device),
-                                    self.bank.num_classes, self.k, self.t)
-        hits = top.cpu().eq(labels[mine, None])
-        totals = torch.tensor([hits[:, 0].sum(), hits.any(dim=1).sum()], dtype=torch.float64, device=device)
-        top1, top5 = dist.all_reduce_sum(totals).tolist()
-        elapsed = time.time() - start
-        acc1, acc5 = 100 * top1 / len(labels), 100 * top5 / len(labels)
-        print(f"kNN (k={self.k}, t={self.t}): bank {tuple(bank.shape)}, {len(labels)} test samples, "
-              f"peak extra memory of the similarity chunks {chunk_bytes / 2 ** 20:.2f} MB: top-1 {acc1:.2f}%, "
-              f"top-5 {acc5:.2f}% in {elapsed:.1f} s")
-        return {'acc1': acc1, 'acc5': acc5, 'time': elapsed}
+        by_k = {}
+        for k in self.ks:
+            top, chunk_bytes = knn_topk(bank.to(device), bank_labels.to(device), queries[mine].to(device),
+                                        self.bank.num_classes, k, self.t)
+            hits = top.cpu().eq(labels[mine, None])
+            totals = torch.tensor([hits[:, 0].sum(), hits.any(dim=1).sum()], dtype=torch.float64, device=device)
+            top1, top5 = dist.all_reduce_sum(totals).tolist()
+            by_k[k] = {'acc1': 100 * top1 / len(labels), 'acc5': 100 * top5 / len(labels)}
+            print(f"kNN (k={k}, t={self.t}): bank {tuple(bank.shape)}, {len(labels)} test samples, peak extra "
+                  f"memory of the similarity chunks {chunk_bytes / 2 ** 20:.2f} MB: top-1 {by_k[k]['acc1']:.2f}%, "
+                  f"top-5 {by_k[k]['acc5']:.2f}% after {time.time() - start:.1f} s")
+        return by_k, time.time() - start
