@@ -21,12 +21,14 @@ def train_one_epoch(model, data_loader, optimizer, device, epoch, loss_scaler, a
 class Monitor:
     """The runner's after_epoch hook: every args.knn_every epochs and after the last, the kNN accuracy of the
     encoder (log.txt knn_acc1 / knn_acc5 / knn_time, TensorBoard knn/*); every args.vis_every epochs and after
-    the last, the masking figure of the first test sample (centre crop) to TensorBoard ('masking')."""
+    the last, the masking figure of the first test sample (centre crop) to TensorBoard ('masking'). The tuning
+    (main_tune.py) has no masking figure: no vis_every."""
 
     def __init__(self, args):
-        for flag in ('knn_every', 'vis_every'):
-            if getattr(args, flag) < 0:
-                fail(f"--{flag} {getattr(args, flag)}: expected a number of epochs, or 0 for off")
+        self.vis_every = getattr(args, 'vis_every', 0)
+        for flag, every in (('knn_every', args.knn_every), ('vis_every', self.vis_every)):
+            if every < 0:
+                fail(f"--{flag} {every}: expected a number of epochs, or 0 for off")
         if args.knn_every:
             knn.check_args(args)
         self.args, self.knn, self.sample = args, None, None
@@ -42,7 +44,7 @@ class Monitor:
             if log_writer is not None:
                 for key in ('acc1', 'acc5', 'time'):
                     log_writer.add_scalar(f'knn/{key}', stats[f'knn_{key}'], epoch)
-        if self.due(args.vis_every, epoch) and dist.is_main_process():
+        if self.due(self.vis_every, epoch) and dist.is_main_process():
             if self.sample is None:
                 key, _, test = knn.feeder_settings(args)
                 self.sample = torch.from_numpy(data.build_dataset(args, key, **test)[0][0])[None]
