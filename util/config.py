@@ -23,7 +23,7 @@ def fail(message):
 
 
 def get_args_parser(protocol):
-    """The command-line flags of entry point `protocol` (pretrain, linprobe, finetune, knn or tune); each
+    """The command-line flags of entry point `protocol` (pretrain, linprobe, finetune, knn, tune or fewshot); each
     flag may also be a config key."""
     parser = argparse.ArgumentParser(f'main_{protocol}.py', formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                      description=f'MAMP {protocol}: settings come from --config; the flags '
@@ -31,7 +31,7 @@ def get_args_parser(protocol):
     bool_flag = argparse.BooleanOptionalAction
     parser.add_argument('--config', required=True, help='YAML config, e.g. config/ntu60_xsub/%s.yaml' % {
         'pretrain': 'pretrain_mamp', 'linprobe': 'linear', 'finetune': 'finetune', 'knn': 'linear',
-        'tune': 'tune'}[protocol])
+        'tune': 'tune', 'fewshot': 'fewshot'}[protocol])
     parser.add_argument('--opts', nargs='+', action='extend', default=[], metavar='KEY=VALUE',
                         help='override config values, dotted for nested ones (model_args.depth=4); '
                              'several --opts add up')
@@ -100,6 +100,15 @@ def get_args_parser(protocol):
         g.add_argument('--vis_every', type=int, default=0,
                        help='masking figure of a fixed test sample to TensorBoard every this many epochs and after '
                             'the last (0: off)')
+    if protocol == 'fewshot':
+        fs = parser.add_argument_group('few-shot evaluation (util/fewshot.py)')
+        fs.add_argument('--held_out_actions', type=int, nargs='+', default=[],
+                        help='action numbers (from 1) held out from pre-training and tuning: the episode classes')
+        fs.add_argument('--ways', type=int, default=5, help='classes per episode')
+        fs.add_argument('--shots', type=int, nargs='+', default=[1, 5],
+                        help='support samples per class (several: each in turn)')
+        fs.add_argument('--queries', type=int, default=15, help='query samples per class and episode')
+        fs.add_argument('--episodes', type=int, default=1000, help='episodes, for the mean and its 95%% interval')
     if protocol != 'pretrain':
         g.add_argument('--finetune', default='', help='pre-training checkpoint to start from (ours or official)')
     if protocol in ('linprobe', 'finetune', 'knn'):
