@@ -16,7 +16,7 @@ import util.preemption
 from feeder.feeder_ntu import Feeder
 from feeder.views import ViewsFeeder
 from model_mamp import MAMP
-from model_transformer import SELF_SUPERVISED_ONLY, SkeletonTransformer
+from model_transformer import SELF_SUPERVISED_ONLY, SkeletonTransformer, classifier_from_checkpoint
 from model_tune import NNCLR
 from train_fixtures import (TINY_ENCODER, TINY_WINDOW, assert_same_training_state, log_entries, one_thread,
                             pretrain_in_process, run_entry, write_classifier_checkpoint, write_config)
@@ -241,6 +241,8 @@ def test_tuned_checkpoint_goes_where_a_pretraining_checkpoint_goes(work, tuning,
     for key, value in encoder.items():
         assert torch.equal(probe[key], value), key
     assert log_entries(root / 'finetune')[0]['test_num_samples'] == 11
+    classifier, _ = classifier_from_checkpoint(root / 'finetune' / 'checkpoint-last.pth')  # as predict.py, export.py
+    assert classifier.head.fc2.out_features == 60
     written = json.loads((root / 'knn' / 'knn.json').read_text())
     assert written == json.loads(json.dumps(both)) and set(written['by_k']) == {'1', '20'}
     assert (written['knn_k'], written['knn_acc1']) == (1, written['by_k']['1']['acc1'])
