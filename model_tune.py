@@ -51,6 +51,7 @@ class GlobalBatchNorm1d(nn.BatchNorm1d):
         if not self.training or dist.get_world_size() == 1:
             return super().forward(x)
         count = len(x) * dist.get_world_size()  # the same batch size on every rank (the loader drops the last)
+        x = x.float()  # statistics in float32, as autocast runs batch_norm
         mean = AllReduceSum.apply(x.sum(dim=0)) / count
         var = AllReduceSum.apply((x - mean).pow(2).sum(dim=0)) / count
         with torch.no_grad():
