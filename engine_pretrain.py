@@ -21,10 +21,12 @@ class Monitor:
     """The runner's after_epoch hook: every args.knn_every epochs and after the last, the kNN accuracy of the
     encoder (log.txt knn_acc1 / knn_acc5 / knn_mean_class_acc / knn_bank / knn_time, TensorBoard under the
     monitor's name, which gives its bank); every args.vis_every epochs and after the last, the masking figure
-    of the first test sample (centre crop) to TensorBoard ('masking')."""
+    of the first test sample (centre crop) to TensorBoard ('masking'). The tuning (main_tune.py) has no masking
+    figure: no vis_every."""
 
     def __init__(self, args):
         self.args, self.knn, self.sample = args, None, None
+        self.vis_every = getattr(args, 'vis_every', 0)
 
     def due(self, every, epoch):
         return every > 0 and ((epoch + 1) % every == 0 or epoch + 1 == self.args.epochs)
@@ -46,7 +48,7 @@ class Monitor:
             if log_writer is not None:
                 for key in ('acc1', 'acc5', 'mean_class_acc', 'time'):
                     log_writer.add_scalar(f'{name}/{key}', stats[f'knn_{key}'], step)
-        if self.due(args.vis_every, epoch) and dist.is_main_process():
+        if self.due(self.vis_every, epoch) and dist.is_main_process():
             if self.sample is None:
                 key, _, test = knn.feeder_settings(args)
                 self.sample = torch.from_numpy(data.build_dataset(args, key, **test)[0][0])[None]

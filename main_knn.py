@@ -2,14 +2,13 @@
 --finetune, or with --finetune '' where the config names a start checkpoint) the randomly initialised encoder.
 
     python main_knn.py --config config/ntu60_xsub/linear.yaml \
-        --finetune output/ntu60_xsub/pretrain_mamp/checkpoint-399.pth [--k 20 --t 0.07]
+        --finetune output/ntu60_xsub/pretrain_mamp/checkpoint-399.pth [--k 20 --t 0.07]   (--k 1 20: both)
     torchrun --nproc_per_node=4 main_knn.py --config ... --finetune ...   (one shard of the features per process)
 
-Prints top-1, top-5 and the mean class accuracy and writes them to output_dir/knn.json.
+Prints top-1, top-5 and the mean class accuracy and writes them to output_dir/knn.json: knn_acc1, knn_acc5,
+knn_mean_class_acc and knn_k of the first k given, and under by_k those of every k
+({"1": {"acc1": ..., "acc5": ..., "mean_class_acc": ...}, "20": ...}).
 """
-import json
-from pathlib import Path
-
 from util import config, dist, knn, misc, runner
 
 
@@ -17,13 +16,12 @@ def main(args):
     device = runner.setup(args, training=False)
     evaluate = knn.KNN(args)
     model = runner.build_model(args).to(device)
-    stats = {f'knn_{k}': v for k, v in evaluate(model, device).items()}
-    stats.update(knn_k=args.knn_k, knn_t=args.knn_t, finetune=args.finetune)
-    print(json.dumps(stats))
-    if dist.is_main_process():
-        path = Path(args.output_dir) / 'knn.json'
-        misc.atomic_write(path, lambda tmp: tmp.write_text(json.dumps(stats) + '\n'))
-        print(f"Wrote {path}")
+    by_k, elapsed = evaluate.accuracies(model, device)
+    first = evaluate.ks[0]
+    stats = {**{f'knn_{key}': value for key, value in by_k[first].items()}, 'knn_bank': len(evaluate.bank_index),
+             'knn_time': elapsed, 'knn_k': first, 'knn_t': args.knn_t, 'finetune': args.finetune,
+             'by_k': {str(k): v for k, v in by_k.items()}}
+    misc.write_json(args, 'knn.json', stats)
     misc.release_output_dirs()
     dist.cleanup()
     return stats

@@ -118,6 +118,11 @@ class SkeletonEncoder(nn.Module):
             x = blk(x)
         return self.norm(x)
 
+    @torch.jit.ignore
+    def group_matcher(self, coarse=False):
+        """Layer grouping for timm's layer-wise lr decay (see param_layer_id)."""
+        return lambda name: param_layer_id(name, len(self.blocks) + 1)
+
     def patchify(self, x):
         """(N, C, T, V, M) -> (N*M, L, t_patch_size * patch_size * C), values ordered (frame, joint, coordinate)."""
         N, C, T, V, M = x.shape
@@ -187,11 +192,6 @@ class SkeletonTransformer(SkeletonEncoder):
         """(N, C, T, V, M) -> logits (N, num_classes)"""
         return self.head(self.forward_features(x))
 
-    @torch.jit.ignore
-    def group_matcher(self, coarse=False):
-        """Layer grouping for timm's layer-wise lr decay (see param_layer_id)."""
-        return lambda name: param_layer_id(name, len(self.blocks) + 1)
-
 
 def add_probe_norm(model):
     """Put the linear probe's BatchNorm1d(affine=False, eps=1e-6) before the head's Linear (head.fc becomes
@@ -258,30 +258,39 @@ def load_exported(directory):
     return build_classifier(cls, config['model_args'], load_file(Path(directory) / 'model.safetensors'))
 
 
+# Weights of the self-supervised stages only (MAMP's decoder and mask token, the tuning's heads and queue)
+SELF_SUPERVISED_ONLY = ('decoder', 'mask_token', 'projector', 'predictor', 'queue')
+
+
 def weight_groups(keys):
-    """'decoder: 21 tensors, mask_token: 1 tensor': state-dict keys counted by group (every decoder* key is
-    'decoder', others by their first name component), in order of first appearance."""
+    """'decoder: 21 tensors, queue: 3 tensors': state-dict keys counted by group (decoder*, queue*, else the
+    first name component), in order of first appearance."""
     counts = {}
     for k in keys:
-        group = 'decoder' if k.startswith('decoder') else k.split('.')[0]
+        group = next((g for g in ('decoder', 'queue') if k.startswith(g)), k.split('.')[0])
         counts[group] = counts.get(group, 0) + 1
     return ', '.join(f"{g}: {n} tensor{'s' if n > 1 else ''}" for g, n in counts.items())
 
 
 def load_pretrained(model, checkpoint):
-    """Load a pre-training (or classification) checkpoint into a SkeletonTransformer.
-
-    `checkpoint` is a path or a dict, with or without the 'model' wrapper key. Decoder weights, the mask
-    token and head weights the model does not have (or has with another shape) are dropped; temp_embed is
-    bicubically interpolated when the checkpoint was trained with another number of frames (another width is a
-    size mismatch). Returns the result of load_state_dict(strict=False); raises a KeyError naming any missing
-    weight outside the head.
+    """Load a pre-training, tuning (or classification) checkpoint (a path or a dict, with or without the 'model'
+    wrapper key) into a SkeletonEncoder model: SELF_SUPERVISED_ONLY weights and head weights the model lacks (or
+    has with another shape) are dropped; temp_embed is bicubically interpolated to the model's number of frames.
+    Returns load_state_dict's result. Raises a KeyError naming a missing weight outside the head and the model's
+    self-supervised parts, a ValueError for another width or a classifier into a model without a head.
     """
     name = 'checkpoint' if isinstance(checkpoint, dict) else str(checkpoint)
     state = load_checkpoint(checkpoint)
     state = dict(state.get('model', state))
     own = model.state_dict()
-    dropped = [k for k in state if k.startswith('decoder') or k == 'mask_token'
+    width, own_width = (len(s['norm.weight']) if 'norm.weight' in s else None for s in (state, own))
+    if width is not None and width != own_width:
+        raise ValueError(f"an encoder of width {width}, the model's is {own_width} (model_args.dim_feat): give a "
+                         f"checkpoint of this model, or set model_args.dim_feat: {width}")
+    if not hasattr(model, 'head') and any(k.startswith('head.') for k in state):
+        raise ValueError("a classifier checkpoint (it has head weights; from main_linprobe.py or "
+                         "main_finetune.py): give a pre-training checkpoint (main_pretrain.py)")
+    dropped = [k for k in state if k.startswith(SELF_SUPERVISED_ONLY)
                or (k.startswith('head.') and (k not in own or state[k].shape != own[k].shape))]
     for k in dropped:
         del state[k]
@@ -294,7 +303,7 @@ def load_pretrained(model, checkpoint):
         print(f"load_pretrained: interpolated temp_embed from {tuple(old.shape)} to {tuple(new.shape)}")
         state['temp_embed'] = new
     result = model.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not k.startswith('head.')]
+    missing = [k for k in result.missing_keys if not k.startswith(('head.',) + SELF_SUPERVISED_ONLY)]
     if missing:
         raise KeyError(f"{name} lacks weights the model needs: {', '.join(missing)}")
     if result.unexpected_keys:

@@ -177,7 +177,8 @@ def tsne(args):
     for label, cfg.finetune in encoders:
         misc.seed_everything(cfg.seed)
         model = runner.build_model(cfg).to(device)
-        features, labels = evaluate.features(knn.PooledFeatures(model), evaluate.queries, index, device)
+        features, labels = knn.features(knn.PooledFeatures(model), evaluate.queries, index, device,
+                                        evaluate.loader_options, evaluate.amp)
         panels[label] = (features.numpy(), labels.numpy())
     title = (f"t-SNE of the pooled encoder features, {len(index)} test samples of "
              f"{Path(evaluate.queries.data_path).name}")

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from feeder.augment import (centre_crop, crop_length, resample, resample_crops, rotate, rotation_matrix,
                             rotation_rows, to_bone, to_velocity)
+from util.actions import action_labels
 
 NUM_CHANNELS = 150  # 2 bodies x 25 joints x 3 coordinates
 SPLITS = ("train", "test")
@@ -126,7 +127,8 @@ class Feeder(Dataset):
     bone, vel: joint minus parent joint, next frame minus this frame (both: motion of the bones).
     debug: the first 100 samples only. data_ratio < 1: a subset for semi-supervised training, drawn
         with `subset_seed` (the same subset on every rank; the published code seeds it with the rank),
-        class-balanced with `balanced_subset`.
+        class-balanced with `balanced_subset`. exclude_actions: action numbers (from 1) left out, e.g. the
+        actions held out from pre-training and tuning for the few-shot evaluation (main_fewshot.py).
     batch_augment: items are `(data (3, T, 25, 2), label, index, valid_len, offset, length, angles (3,))`:
         the full-length sequence and the crop and rotation angles drawn for it (zero angles without
         random_rot); `feeder.augment.BatchAugment.from_feeder(dataset)` applies the crop, rotation, bone
@@ -140,8 +142,8 @@ class Feeder(Dataset):
 
     def __init__(self, data_path, split="train", p_interval=1, window_size=-1, random_rot=False, bone=False,
                  vel=False, debug=False, data_ratio=1.0, subset_seed=0, balanced_subset=False,
-                 batch_augment=False, random_choose=False, random_shift=False, random_move=False,
-                 normalization=False, use_mmap=True):
+                 batch_augment=False, exclude_actions=(), random_choose=False, random_shift=False,
+                 random_move=False, normalization=False, use_mmap=True):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         p_interval = tuple(float(p) for p in np.atleast_1d(p_interval))
@@ -179,6 +181,11 @@ class Feeder(Dataset):
 
         labels = onehot.argmax(1)
         rows = np.arange(min(len(data), 100) if debug else len(data))
+        if exclude_actions:
+            try:
+                rows = rows[~np.isin(labels[rows], action_labels(exclude_actions, onehot.shape[1]))]
+            except ValueError as e:
+                raise ValueError(f"exclude_actions: {e} in {data_path}") from None
         if data_ratio < 1:
             rows = rows[label_subset(labels[rows], data_ratio, subset_seed, balanced_subset)]
         self._x_key, self._use_mmap = x_key, use_mmap

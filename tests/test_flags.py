@@ -51,7 +51,9 @@ def test_every_range_holds_for_the_flag_the_yaml_and_opts(work, tmp_path, protoc
             f"error: --opts {key}: {shown}"
         if not action.type.open_low:
             bound = action.type.low
-            assert getattr(config.parse_args(protocol, ['--config', base, flag, str(bound)]), key) == bound
+            several = action.nargs in ('+', '*')
+            assert getattr(config.parse_args(protocol, ['--config', base, flag, str(bound)]), key) == \
+                ([bound] if several else bound)
 
 
 @pytest.mark.parametrize('protocol, flag, value, expected', [

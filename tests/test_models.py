@@ -326,13 +326,13 @@ def test_load_pretrained_interpolates_temp_embed():
 
 def test_load_pretrained_reports_interpolation_only_when_the_frames_differ(capsys):
     """Another frame count: interpolated and said so; the same shape: nothing said; another width (the same
-    frames): no interpolation claimed, a size mismatch."""
+    frames): no interpolation claimed, one line naming both widths."""
     pretrained = tiny_mamp()
     load_pretrained(SkeletonTransformer(**{**TINY, 'num_frames': 48}), {'model': pretrained.state_dict()})
     assert "interpolated temp_embed from (1, 6, 1, 16) to (1, 12, 1, 16)" in capsys.readouterr().out
     load_pretrained(SkeletonTransformer(**TINY), {'model': pretrained.state_dict()})
     assert 'interpolated' not in capsys.readouterr().out
-    with pytest.raises(RuntimeError, match=r'size mismatch for temp_embed'):
+    with pytest.raises(ValueError, match=r"^an encoder of width 16, the model's is 32 \(model_args.dim_feat\)"):
         load_pretrained(SkeletonTransformer(**{**TINY, 'dim_feat': 32}), {'model': pretrained.state_dict()})
     assert 'interpolated' not in capsys.readouterr().out
 

@@ -25,7 +25,8 @@ PUBLISHED = sorted(p for name in [*DATASETS, 'transfer'] for p in (ROOT / 'confi
 
 
 def protocol_of(path):
-    return 'pretrain' if path.stem.startswith('pretrain') else 'linprobe' if path.stem == 'linear' else 'finetune'
+    prefixes = {'pretrain': 'pretrain', 'tune': 'tune', 'fewshot': 'fewshot', 'linear': 'linprobe'}
+    return next((protocol for prefix, protocol in prefixes.items() if path.stem.startswith(prefix)), 'finetune')
 
 
 def error_of(excinfo):
@@ -40,8 +41,9 @@ def npz(tmp_path):
 def test_every_dataset_has_every_protocol():
     for name in DATASETS:
         stems = {p.stem for p in (ROOT / 'config' / name).glob('*.yaml')}
-        assert stems == {'pretrain_mamp', 'pretrain_mae', 'linear', 'finetune', 'semi_1', 'semi_10', 'scratch',
-                         'semi_1_scratch', 'semi_10_scratch'}
+        assert stems - {'fewshot'} == {'pretrain_mamp', 'pretrain_mae', 'linear', 'finetune', 'semi_1', 'semi_10',
+                                       'scratch', 'semi_1_scratch', 'semi_10_scratch', 'tune'}
+        assert ('fewshot' in stems) == (name == 'ntu60_xsub')  # NTU-60 encoders on NTU-120's other actions
     assert {p.stem for p in (ROOT / 'config' / 'transfer').glob('*.yaml')} == {
         'ntu60_xsub_to_pku_v2', 'ntu120_xsub_to_pku_v2', 'pku_v1_to_pku_v2'}
 
@@ -59,6 +61,10 @@ def test_configs_resolve_with_published_values(path):
     dataset = 'pku_v2' if path.parent.name == 'transfer' else path.parent.name
     ntu120 = dataset.startswith('ntu120')
     data_file = DATA_FILES[dataset]
+    if path.stem == 'fewshot':  # the 60 actions NTU-120 adds, in its cross-subject test split
+        assert args.held_out_actions == list(range(61, 121)) and args.model_args['num_classes'] == 120
+        assert (args.val_feeder_args['data_path'], args.val_feeder_args['split']) == (DATA_FILES['ntu120_xsub'], 'test')
+        return
     assert args.train_feeder_args['data_path'] == data_file
     assert args.train_feeder_args['window_size'] == args.model_args['num_frames'] == 120
     if protocol_of(path) == 'pretrain':
@@ -68,6 +74,12 @@ def test_configs_resolve_with_published_values(path):
         assert args.motion_aware_tau == (0.0 if mae else 0.75 if ntu120 else 0.80)
         assert (args.mask_ratio, args.epochs, args.warmup_epochs, args.batch_size) == (0.9, 400, 20, 32)
         assert (args.lr, args.min_lr, args.weight_decay) == (1e-3, 5e-4, 0.05)
+        return
+    if path.stem == 'tune':  # NNCLR's head sizes and temperature; two views from the training feeder
+        assert args.model == 'model_tune.NNCLR' and args.train_feeder_args['views'] == 2
+        assert [args.model_args[k] for k in ('proj_hidden_dim', 'proj_dim', 'pred_hidden_dim')] == [2048, 256, 4096]
+        assert (args.temperature, args.model_args['drop_path_rate']) == (0.1, 0.0)
+        assert args.val_feeder_args['data_path'] == data_file and args.val_feeder_args['p_interval'] == [0.95]
         return
     assert args.model == 'model_transformer.SkeletonTransformer'
     assert args.model_args['num_classes'] == DATASETS[dataset]
@@ -308,6 +320,8 @@ def test_seeded_items_depend_on_seed_epoch_and_index_only(npz):
     ('transfer.sh', {'SOURCE': 'ntu120_xsub'},
      'main_finetune.py --config config/transfer/ntu120_xsub_to_pku_v2.yaml '
      '--output_dir output/transfer/ntu120_xsub_to_pku_v2 --dist_eval --auto_resume'),
+    ('tune.sh', {'DATASET': 'pku_v1', 'PRETRAIN': 'mamp.pth'},
+     'main_tune.py --config config/pku_v1/tune.yaml --output_dir output/pku_v1/tune --finetune mamp.pth --auto_resume'),
     ('scratch.sh', {'OUTPUT_DIR': '/tmp/x'},
      'main_finetune.py --config config/ntu60_xsub/scratch.yaml --output_dir /tmp/x --dist_eval --auto_resume'),
 ])

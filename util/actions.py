@@ -3,10 +3,13 @@
     action_names('ntu60')[0] == 'drink water'
     sample_title('S001C001P001R001A001') == 'S001C001P001R001A001: drink water'
     dataset_of(args) -> 'ntu60', 'ntu120' or 'pku' from a config's data path or class count
+    action_labels([61, 62], 120) -> array([60, 61]): the labels of action numbers, checked
 
 NTU RGB+D 120 extends NTU RGB+D 60: its first 60 names are NTU-60's. PKU-MMD (Phase I and II) has 51 actions.
 """
 from pathlib import Path
+
+import numpy as np
 
 from util.config import fail
 
@@ -100,3 +103,12 @@ def sample_title(name, dataset=None):
         return name
     names = action_names(dataset or 'ntu120')
     return f"{name}: {names[action - 1]}" if action <= len(names) else name
+
+
+def action_labels(actions, num_classes):
+    """The sorted class indices (action number - 1) of action numbers `actions`; a ValueError naming the first
+    that is no action of a dataset with `num_classes` classes (numbered 1 to num_classes)."""
+    for action in actions:
+        if isinstance(action, bool) or not isinstance(action, (int, np.integer)) or not 1 <= action <= num_classes:
+            raise ValueError(f"unknown action {action!r}: the actions are numbered 1 to {num_classes}")
+    return np.array(sorted(set(int(a) for a in actions)), dtype=np.int64) - 1

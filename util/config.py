@@ -102,9 +102,15 @@ def merge(base, override):
 
 def coerce(action, value, where):
     """`value` (from YAML or --opts) converted to the type of the command-line flag `action` and checked against
-    its range (util.flags.Range)."""
+    its range (util.flags.Range); a list of them for a flag taking several values (one value is a list of one)."""
     if value is None:
         return None
+    if action.nargs in ('+', '*'):
+        return [coerce_one(action, v, where) for v in (value if isinstance(value, list) else [value])]
+    return coerce_one(action, value, where)
+
+
+def coerce_one(action, value, where):
     if isinstance(action, argparse.BooleanOptionalAction):
         if not isinstance(value, bool):
             fail(f"{where}: expected true or false, got {value!r}")

@@ -57,13 +57,14 @@ class Parser(argparse.ArgumentParser):
 
 
 def get_args_parser(protocol):
-    """The command-line flags of entry point `protocol` (pretrain, linprobe or finetune); each flag may also be
-    a config key."""
+    """The command-line flags of entry point `protocol` (pretrain, linprobe, finetune, knn, tune or fewshot); each
+    flag may also be a config key."""
     parser = Parser(f'main_{protocol}.py', formatter_class=HelpFormatter,
                     description=f'MAMP {protocol}: settings come from --config; the flags below override it.')
     bool_flag = argparse.BooleanOptionalAction
     parser.add_argument('--config', required=True, help='YAML config, e.g. config/ntu60_xsub/%s.yaml' % {
-        'pretrain': 'pretrain_mamp', 'linprobe': 'linear', 'finetune': 'finetune', 'knn': 'linear'}[protocol])
+        'pretrain': 'pretrain_mamp', 'linprobe': 'linear', 'finetune': 'finetune', 'knn': 'linear',
+        'tune': 'tune', 'fewshot': 'fewshot'}[protocol])
     parser.add_argument('--opts', nargs='+', action='extend', default=[], metavar='KEY=VALUE',
                         help='override config values, dotted for nested ones (model_args.depth=4); '
                              'several --opts add up')
@@ -92,9 +93,14 @@ def get_args_parser(protocol):
         g.add_argument('--motion_stride', type=Range(int, 1), default=1, help='frame distance of the motion target')
         g.add_argument('--motion_aware_tau', type=NON_NEGATIVE, default=0.8,
                        help='temperature of the motion-aware masking (0: uniform random masking)')
-    if protocol == 'finetune':
+    if protocol in ('finetune', 'tune'):
         g.add_argument('--layer_decay', type=Range(float, 0, 1, open_low=True), default=0.75,
                        help='layer-wise lr decay')
+    if protocol == 'tune':
+        g.add_argument('--queue_size', type=Range(int, 1), default=16384,
+                       help='support queue of past embeddings, searched for the nearest neighbours')
+        g.add_argument('--temperature', type=POSITIVE, default=0.1, help='of the contrastive (InfoNCE) loss')
+    if protocol == 'finetune':
         g.add_argument('--smoothing', type=Range(float, 0, 1, open_high=True), default=0.1, help='label smoothing')
 
     g = parser.add_argument_group('run')
@@ -119,21 +125,34 @@ def get_args_parser(protocol):
                         'every epoch)')
     g.add_argument('--print_freq', type=Range(int, 1), default=20,
                    help='log the training loss every this many steps')
-    if protocol in ('pretrain', 'knn'):
+    if protocol in ('pretrain', 'knn', 'tune'):
         knn = parser.add_argument_group('kNN evaluation (util/knn.py)')
-        knn.add_argument('--k', '--knn_k', dest='knn_k', type=Range(int, 1), default=20, help='neighbours that vote')
+        several = {'nargs': '+', 'default': [20]} if protocol == 'knn' else {'default': 20}  # main_knn: --k 1 20
+        knn.add_argument('--k', '--knn_k', dest='knn_k', type=Range(int, 1), **several, help='neighbours that vote')
         knn.add_argument('--t', '--knn_t', dest='knn_t', type=POSITIVE, default=0.07,
                          help='temperature: a neighbour votes with weight exp(cosine similarity / t)')
         knn.add_argument('--knn_max_train', type=Range(int, 0), default=0,
                          help='at most this many training samples in the bank, a fixed subset (0: all)')
-    if protocol == 'pretrain':
+    if protocol in ('pretrain', 'tune'):
         knn.add_argument('--knn_every', type=Range(int, 0), default=0,
                          help='kNN evaluation of the encoder every this many epochs and after the last (0: off)')
+    if protocol == 'pretrain':
         g.add_argument('--vis_every', type=Range(int, 0), default=0,
                        help='masking figure of a fixed test sample to TensorBoard every this many epochs and after '
                             'the last (0: off)')
+    if protocol == 'fewshot':
+        fs = parser.add_argument_group('few-shot evaluation (util/fewshot.py)')
+        fs.add_argument('--held_out_actions', type=Range(int, 1), nargs='+', default=[],
+                        help='action numbers (from 1) held out from pre-training and tuning: the episode classes')
+        fs.add_argument('--ways', type=Range(int, 2), default=5, help='classes per episode')
+        fs.add_argument('--shots', type=Range(int, 1), nargs='+', default=[1, 5],
+                        help='support samples per class (several: each in turn)')
+        fs.add_argument('--queries', type=Range(int, 1), default=15, help='query samples per class and episode')
+        fs.add_argument('--episodes', type=Range(int, 1), default=1000,
+                        help='episodes, for the mean and its 95%% interval')
     if protocol != 'pretrain':
         g.add_argument('--finetune', default='', help='pre-training checkpoint to start from (ours or official)')
+    if protocol in ('linprobe', 'finetune', 'knn'):
         g.add_argument('--eval', action=bool_flag, default=False,
                        help='only evaluate the --resume checkpoint on the test set')
         g.add_argument('--dist_eval', action=bool_flag, default=False,

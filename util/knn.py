@@ -70,9 +70,31 @@ def bank_subset(num_samples, max_train, seed=0):
     return np.sort(np.random.default_rng(seed).choice(num_samples, max_train, replace=False))
 
 
+def neighbour_counts(args):
+    """The k of --k as a list: main_knn.py takes several (evaluated from one pass of the encoder), the monitor one."""
+    return args.knn_k if isinstance(args.knn_k, list) else [args.knn_k]
+
+
+def loader_options(args):
+    """DataLoader options of the feature passes (kNN, few-shot) from the run's settings."""
+    return dict(batch_size=args.batch_size, num_workers=args.num_workers, pin_memory=args.pin_mem)
+
+
+def features(encoder, dataset, index, device, options, amp='none'):
+    """encoder(x) for dataset[index] (len(index), D) and the labels, every rank encoding a shard, all gathered.
+
+    `encoder` maps a batch to features (e.g. PooledFeatures); `options` are DataLoader options (loader_options).
+    """
+    shard = index[dist.get_rank()::dist.get_world_size()].tolist()
+    loader = DataLoader(dataset, sampler=shard, **options)
+    feats, labels = predict(loader, encoder, device, argparse.Namespace(amp=amp, dist_eval=True))
+    return feats[index], labels[index]
+
+
 class KNN:
     """kNN evaluation on the data of a config: `KNN(args)(encoder, device)` -> {'acc1', 'acc5', 'mean_class_acc',
-    'bank', 'time'} (bank: the number of training samples in the bank).
+    'bank', 'time'} for the first k of --k (bank: the number of training samples in the bank); `accuracies`
+    gives every k's.
 
     Each rank encodes its shard of the bank and of the queries; the features are gathered, each rank then
     classifies its shard of the queries and the hits are summed, so every test sample counts exactly once.
@@ -83,34 +105,36 @@ class KNN:
         self.bank = data.build_dataset(args, key, **bank_args)
         self.queries = data.build_dataset(args, key, **query_args)
         self.bank_index = bank_subset(len(self.bank), args.knn_max_train)
-        self.k, self.t, self.amp = args.knn_k, args.knn_t, args.amp
-        self.loader_options = dict(batch_size=args.batch_size, num_workers=args.num_workers,
-                                   pin_memory=args.pin_mem)
+        self.ks, self.t, self.amp = neighbour_counts(args), args.knn_t, args.amp
+        self.loader_options = loader_options(args)
 
-    def features(self, encoder, dataset, index, device):
-        """Pooled features (len(index), D) and labels of dataset[index], every rank encoding a shard."""
-        shard = index[dist.get_rank()::dist.get_world_size()].tolist()
-        loader = DataLoader(dataset, sampler=shard, **self.loader_options)
-        feats, labels = predict(loader, encoder, device, argparse.Namespace(amp=self.amp, dist_eval=True))
-        return feats[index], labels[index]
+    def __call__(self, encoder, device, name=None):
+        """Evaluate `encoder` with the first k; the result line printed starts with `name` (default: kNN and the
+        bank's size)."""
+        by_k, elapsed = self.accuracies(encoder, device, name)
+        return {**by_k[self.ks[0]], 'bank': len(self.bank_index), 'time': elapsed}
 
     @torch.no_grad()
-    def __call__(self, encoder, device, name=None):
-        """Evaluate `encoder`; the result line printed starts with `name` (default: kNN and the bank's size)."""
+    def accuracies(self, encoder, device, name=None):
+        """({k: {'acc1', 'acc5', 'mean_class_acc'}} for every k of --k, from one pass of the encoder; the seconds
+        it took)."""
         start = time.time()
         encoder = PooledFeatures(encoder)
-        bank, bank_labels = self.features(encoder, self.bank, self.bank_index, device)
-        queries, labels = self.features(encoder, self.queries, np.arange(len(self.queries)), device)
+        bank, bank_labels = features(encoder, self.bank, self.bank_index, device, self.loader_options, self.amp)
+        queries, labels = features(encoder, self.queries, np.arange(len(self.queries)), device,
+                                   self.loader_options, self.amp)
         rank, world = dist.get_rank(), dist.get_world_size()
         mine = slice(rank, None, world)
-        top, chunk_bytes = knn_topk(bank.to(device), bank_labels.to(device), queries[mine].to(device),
-                                    self.bank.num_classes, self.k, self.t)
-        sums = hit_sums(top.to(device), labels[mine].to(device), self.bank.num_classes)
-        stats = accuracies(dist.all_reduce_sum(sums).tolist())
-        elapsed = time.time() - start
         name = name or f"kNN (bank of {len(bank)} training samples)"
-        print(f"{name} (k={self.k}, t={self.t}): {stats['num_samples']} test samples, features {bank.shape[1]}, "
-              f"peak extra memory of the similarity chunks {chunk_bytes / 2 ** 20:.2f} MB: top-1 {stats['acc1']:.2f}%, "
-              f"top-5 {stats['acc5']:.2f}%, mean class {stats['mean_class_acc']:.2f}% in {elapsed:.1f} s")
-        return {'acc1': stats['acc1'], 'acc5': stats['acc5'], 'mean_class_acc': stats['mean_class_acc'],
-                'bank': len(bank), 'time': elapsed}
+        by_k = {}
+        for k in self.ks:
+            top, chunk_bytes = knn_topk(bank.to(device), bank_labels.to(device), queries[mine].to(device),
+                                        self.bank.num_classes, k, self.t)
+            sums = hit_sums(top.to(device), labels[mine].to(device), self.bank.num_classes)
+            stats = accuracies(dist.all_reduce_sum(sums).tolist())
+            by_k[k] = {key: stats[key] for key in ('acc1', 'acc5', 'mean_class_acc')}
+            print(f"{name} (k={k}, t={self.t}): {stats['num_samples']} test samples, features {bank.shape[1]}, "
+                  f"peak extra memory of the similarity chunks {chunk_bytes / 2 ** 20:.2f} MB: top-1 "
+                  f"{stats['acc1']:.2f}%, top-5 {stats['acc5']:.2f}%, mean class {stats['mean_class_acc']:.2f}% "
+                  f"after {time.time() - start:.1f} s")
+        return by_k, time.time() - start

@@ -246,6 +246,16 @@ def load_model(args, model_without_ddp, optimizer, loss_scaler):
     return checkpoint
 
 
+def write_json(args, name, stats):
+    """Print `stats` as one JSON line and write it to output_dir/`name` (rank 0; never half written): the result
+    of an evaluation entry point (main_knn.py, main_fewshot.py)."""
+    print(json.dumps(stats))
+    if dist.is_main_process():
+        path = Path(args.output_dir) / name
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(stats) + '\n'))
+        print(f"Wrote {path}")
+
+
 def log_stats(args, stats):
     """Append one JSON line to output_dir/log.txt (rank 0)."""
     if dist.is_main_process():
