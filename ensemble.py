@@ -15,7 +15,7 @@ import numpy as np
 
 from util.actions import BY_CLASS_COUNT, DATASETS
 from util.config import fail
-from util.misc import check_output_path
+from util.output import check_output_path
 from util.scores import accuracies, load_scores, save_scores, write_class_table
 
 

@@ -30,7 +30,7 @@ from model_transformer import classifier_from_checkpoint
 from util import lock
 from util.actions import action_names, guess_dataset
 from util.config import fail
-from util.misc import make_dir
+from util.output import make_dir
 
 INPUT_KEYS = ('p_interval', 'window_size', 'bone', 'vel')
 MAX_BATCH = 65536

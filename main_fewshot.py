@@ -13,7 +13,7 @@ crop). Prints the mean accuracy and its 95% interval for each --shots and writes
 """
 import numpy as np
 
-from util import actions, config, data, dist, fewshot, knn, misc, runner
+from util import actions, config, data, dist, fewshot, knn, output, runner
 from util.config import fail
 
 
@@ -59,8 +59,8 @@ def main(args):
     stats = {'ways': args.ways, 'queries': args.queries, 'episodes': args.episodes,
              'held_out_actions': sorted(args.held_out_actions), 'classes': len(classes), 'finetune': args.finetune,
              'by_shots': by_shots}
-    misc.write_json(args, 'fewshot.json', stats)
-    misc.release_output_dirs()
+    output.write_json(args, 'fewshot.json', stats)
+    output.release_output_dirs()
     dist.cleanup()
     return stats
 

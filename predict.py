@@ -35,7 +35,7 @@ from data.pipeline import DataError, one_hot, save_npz_atomic
 from data.recordings import find_inputs, ntu_samples, pku_samples
 from data.splits import TEST, TRAIN, UNKNOWN, training_split
 from model_transformer import classifier_from_checkpoint
-from util import misc
+from util import devices, output
 from util.actions import action_names, dataset_of, guess_dataset
 from util.config import fail, resolve_class
 from util.evaluation import predict
@@ -84,7 +84,7 @@ def write_rows(path, table):
         for r in table:
             writer.writerow([r['name'], r['action'], r['start'], r['end']] + [v for pair in r['top'] for v in pair])
         text = buffer.getvalue()
-    misc.atomic_write(path, lambda tmp: tmp.write_text(text))
+    output.atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def family(dataset):
@@ -127,12 +127,12 @@ def main(argv=None):
     if args.out and Path(args.out).suffix not in ('.csv', '.json'):
         fail(f"--out {args.out}: expected a .csv or .json file name")
     for flag in ('--out', '--scores', '--per_class'):
-        misc.check_output_path(getattr(args, flag[2:]), flag)
+        output.check_output_path(getattr(args, flag[2:]), flag)
     if (args.start is None) != (args.end is None) or (args.start is not None and not 0 <= args.start < args.end):
         fail("--start and --end go together, with 0 <= start < end (frame numbers of the clip)")
     if args.batch_size < 1 or args.workers < 1:
         fail("--batch_size and --workers must be at least 1")
-    device = misc.resolve_device(args.device)
+    device = devices.resolve_device(args.device)
     try:
         model, settings = classifier_from_checkpoint(args.checkpoint)
     except (FileNotFoundError, ValueError) as e:

@@ -21,7 +21,7 @@ import torch
 from matplotlib import animation
 from torch.utils.data import DataLoader
 
-from util import config, data, figures, knn, misc, runner, skeleton_figures
+from util import config, data, devices, figures, knn, runner, skeleton_figures
 from util.actions import action_names, dataset_of, sample_title
 from util.checkpoint import load_checkpoint
 from util.config import fail
@@ -165,7 +165,7 @@ def tsne(args):
     initialisation)."""
     encoders = [encoder_spec(item) for item in args.encoder]
     cfg = parse_config('knn', args)
-    device = misc.resolve_device(cfg.device)
+    device = devices.resolve_device(cfg.device)
     evaluate = knn.KNN(cfg)
     where = f"the test split of {evaluate.queries.data_path}"
     check_index(where, len(evaluate.queries))
@@ -175,7 +175,7 @@ def tsne(args):
     names = names_for(args, evaluate.queries.data_path, evaluate.queries.num_classes)
     panels = {}
     for label, cfg.finetune in encoders:
-        misc.seed_everything(cfg.seed)
+        devices.seed_everything(cfg.seed)
         model = runner.build_model(cfg).to(device)
         features, labels = knn.features(knn.PooledFeatures(model), evaluate.queries, index, device,
                                         evaluate.loader_options, evaluate.amp)
@@ -206,7 +206,7 @@ def confusion(args):
     """Test-set confusion matrix of a classification checkpoint and per-class accuracy (CSV, worst first)."""
     from util.evaluation import predict
     cfg = parse_config('finetune', args)
-    device = misc.resolve_device(cfg.device)
+    device = devices.resolve_device(cfg.device)
     checkpoint = checkpoint_state(args.checkpoint)
     model = classifier(cfg, args.checkpoint, checkpoint).to(device)
     dataset = data.build_dataset(cfg, 'val_feeder_args')

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from util.misc import atomic_write
+from util.output import atomic_write
 
 
 def slow_precisions(device):

@@ -61,7 +61,7 @@ def skeleton_batch(batch, frames, size, device, seed=0):
 
 def make_step(section, model, optimizer, loss_fn, x, y, precision, device):
     """A function running one step: a training step (optimiser step included) or, for 'eval', a forward."""
-    from util.misc import LossScaler
+    from util.devices import LossScaler
 
     autocast = lambda: torch.autocast(device.type, dtype=AMP[precision], enabled=AMP[precision] is not None)
     if section == 'eval':

@@ -151,8 +151,8 @@ def test_full_disk_keeps_the_previous_checkpoint(work, tmp_path, monkeypatch):
 def test_second_run_into_a_live_output_folder_is_refused(work, finished):
     """A live run holds the folder's lock: a second run stops in one line naming its pid; once the holder is
     killed the lock is gone and a run proceeds."""
-    holder = subprocess.Popen([sys.executable, '-c', 'import sys, time; from util import misc; '
-                               'misc.lock_output_dir(sys.argv[1]); print("locked", flush=True); time.sleep(120)',
+    holder = subprocess.Popen([sys.executable, '-c', 'import sys, time; from util import output; '
+                               'output.lock_output_dir(sys.argv[1]); print("locked", flush=True); time.sleep(120)',
                                str(finished)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == 'locked'

@@ -8,7 +8,7 @@ import yaml
 
 import main_pretrain
 from train_fixtures import ROOT, one_line_exit
-from util import config, flags, misc
+from util import config, devices, flags
 
 PROTOCOLS = {'pretrain': 'pretrain', 'linprobe': 'linear', 'finetune': 'finetune', 'knn': 'linear'}
 
@@ -109,7 +109,7 @@ def test_a_device_that_cannot_train_is_one_line(work, tmp_path, device):
     assert one_line_exit(lambda: main_pretrain.main(args)) == (
         f"error: --device {device}: not a device to run on (expected auto, cpu, cuda, cuda:N or mps)")
     assert not (tmp_path / 'out').exists()
-    assert misc.resolve_device('cpu').type == 'cpu'
+    assert devices.resolve_device('cpu').type == 'cpu'
 
 
 def test_a_bad_flag_ends_the_process_in_one_line(work, tmp_path):

@@ -15,7 +15,7 @@ import main_linprobe
 import main_pretrain
 from model_transformer import SkeletonTransformer
 from train_fixtures import ROOT, TINY_ENCODER, write_config, write_npz
-from util import config, data, engine, evaluation, lr_sched, misc, runner
+from util import config, data, engine, evaluation, lr_sched, output, runner
 
 DATASETS = {'ntu60_xsub': 60, 'ntu60_xview': 60, 'ntu120_xsub': 120, 'ntu120_xset': 120, 'pku_v1': 51, 'pku_v2': 51}
 DATA_FILES = {'ntu60_xsub': 'data/ntu/NTU60_XSub.npz', 'ntu60_xview': 'data/ntu/NTU60_XView.npz',
@@ -128,7 +128,7 @@ def test_resume_drops_a_log_line_cut_short_and_a_failed_log_write_is_one_line(tm
     (tmp_path / 'log.txt').unlink()
     (tmp_path / 'log.txt').mkdir()  # a log.txt that cannot be appended to
     with pytest.raises(SystemExit, match=f"error: cannot write {tmp_path / 'log.txt'}: Is a directory"):
-        misc.log_stats(args, {'epoch': 2})
+        output.log_stats(args, {'epoch': 2})
 
 
 def test_blr_on_command_line_replaces_config_lr(npz, tmp_path):

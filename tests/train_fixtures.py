@@ -140,8 +140,9 @@ def pretrain_in_process(work, out, *flags):
 
 
 def write_classifier_checkpoint(path, protocol, data_path='NTU60_XSub.npz', num_classes=60, **feeder):
-    """A tiny classifier's checkpoint in the format of misc.save_model (the settings a run stores under 'args'),
-    with random norm statistics and test feeder options `feeder` (e.g. bone=True); returns the model in eval mode."""
+    """A tiny classifier's checkpoint in the format of checkpoint.save_model (the settings a run stores under
+    'args'), with random norm statistics and test feeder options `feeder` (e.g. bone=True); returns the model in
+    eval mode."""
     torch.manual_seed(1)
     model_args = {**TINY_ENCODER, 'num_classes': num_classes, 'protocol': protocol}
     model = SkeletonTransformer(**model_args)

@@ -1,11 +1,16 @@
-"""Safe loading of training checkpoints: unpickling never runs code from the file, and every failure to read
-one is a one-line ValueError saying what is wrong with the file and what to do."""
+"""Training checkpoints: safe loading (unpickling never runs code from the file, and every failure to read one
+is a one-line ValueError saying what is wrong with the file and what to do), resuming a run from the newest
+readable one, and writing them (whole or not at all) in the published format."""
 import argparse
 import pickle
 import re
 from pathlib import Path
 
 import torch
+
+from util import dist
+from util.config import eval_only, fail
+from util.output import atomic_copy, atomic_save
 
 # Beyond tensors, dicts, lists, tuples, numbers and strings (always allowed by weights_only=True), a
 # checkpoint written by main_pretrain.py / main_finetune.py holds the command-line arguments under 'args'.
@@ -69,3 +74,103 @@ def check_content(checkpoint, name):
         raise ValueError(f"{name}: no weights in this file (expected a dict of tensors under 'model', or a state "
                          f"dict; found {found}); give a checkpoint written by the training entry points")
     return checkpoint
+
+
+def resume_candidates(args):
+    """--resume, or with --auto_resume the checkpoints in output_dir, newest first (checkpoint-last.pth, then
+    checkpoint-<epoch>.pth by decreasing epoch)."""
+    if args.resume or not args.auto_resume:
+        return [args.resume] if args.resume else []
+    output_dir = Path(args.output_dir)
+    numbered = [p for p in output_dir.glob('checkpoint-*.pth') if p.stem.split('-')[1].isdigit()]
+    last = [output_dir / 'checkpoint-last.pth'] if (output_dir / 'checkpoint-last.pth').is_file() else []
+    return [str(p) for p in last + sorted(numbered, key=lambda p: -int(p.stem.split('-')[1]))]
+
+
+def resume_path(args):
+    """--resume, or with --auto_resume the newest checkpoint in output_dir ('' when there is none)."""
+    return next(iter(resume_candidates(args)), '')
+
+
+def load_model(args, model_without_ddp, optimizer, loss_scaler):
+    """Restore the model and, unless --eval, the optimiser, scaler and position from the resume checkpoint.
+
+    With --auto_resume an unreadable checkpoint (e.g. cut short by a full disk, whatever its size) is reported
+    and the next newest is used. Sets args.start_epoch to the epoch to continue and args.start_step to the
+    step inside it (0 at an epoch boundary; more after a preemption) and returns the checkpoint (None when
+    there is nothing to resume). A checkpoint that does not fit the model stops the run with one line.
+    """
+    args.start_step = 0
+    for path in resume_candidates(args):
+        try:
+            checkpoint = load_checkpoint(path)
+            break
+        except ValueError as e:  # missing, unreadable, damaged or not a checkpoint (util.checkpoint)
+            if not args.auto_resume or args.resume:
+                fail(f"--resume: {e}")
+            print(f"Skipping unreadable checkpoint: {e}")
+    else:
+        if resume_candidates(args):
+            fail(f"--auto_resume: no readable checkpoint in {args.output_dir}; move the damaged ones away to "
+                 f"start afresh")
+        return None
+    try:
+        model_without_ddp.load_state_dict(checkpoint.get('model', checkpoint))
+    except RuntimeError as e:
+        fail(f"--resume {path}: does not fit the model of {args.config} ({first_problem(e)}); give a checkpoint "
+             f"of this model (a pre-training checkpoint goes to --finetune)")
+    print(f"Resume checkpoint {path}")
+    if not eval_only(args) and 'optimizer' in checkpoint and 'epoch' in checkpoint:
+        try:
+            optimizer.load_state_dict(checkpoint['optimizer'])
+        except ValueError as e:
+            fail(f"--resume {path}: its optimiser state does not fit this model ({e})")
+        if 'scaler' in checkpoint:
+            loss_scaler.load_state_dict(checkpoint['scaler'])
+        args.start_epoch = checkpoint['epoch'] + 1
+        position = checkpoint.get('position')
+        if position is not None and len(position['sums']) != dist.get_world_size():
+            fail(f"--resume {path}: stopped inside epoch {args.start_epoch} with {len(position['sums'])} "
+                 f"process(es); continue it with as many (now {dist.get_world_size()})")
+        args.start_step = position['step'] if position is not None else 0
+        print(f"With optimizer and scaler state; continuing at epoch {args.start_epoch} step {args.start_step}")
+    return checkpoint
+
+
+def first_problem(error):
+    """The first specific line of a load_state_dict error (e.g. 'size mismatch for blocks.0...')."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[min(1, len(lines) - 1)][:300]
+
+
+def training_state(args, epoch, model_without_ddp, optimizer, loss_scaler, **extra):
+    """The published checkpoint format {'model', 'optimizer', 'epoch', 'scaler', 'args'} plus `extra`."""
+    return {'model': model_without_ddp.state_dict(), 'optimizer': optimizer.state_dict(), 'epoch': epoch,
+            'scaler': loss_scaler.state_dict(), 'args': vars(args), **extra}
+
+
+def save_model(args, epoch, model_without_ddp, optimizer, loss_scaler, **extra):
+    """Write checkpoint-<epoch>.pth (at epochs 0, save_every, 2 * save_every, ... and at the last epoch: the
+    published layout, e.g. 0, 20, ..., 380, 399), then checkpoint-last.pth (every epoch), on rank 0, in the
+    format of training_state. checkpoint-last.pth is written last: a run stopped before it is resumed from the
+    previous epoch.
+    """
+    if not dist.is_main_process():
+        return
+    output_dir = Path(args.output_dir)
+    state = training_state(args, epoch, model_without_ddp, optimizer, loss_scaler, **extra)
+    last = output_dir / 'checkpoint-last.pth'
+    if epoch % args.save_every == 0 or epoch + 1 == args.epochs:
+        numbered = output_dir / f'checkpoint-{epoch}.pth'
+        atomic_save(state, numbered)
+        atomic_copy(numbered, last)
+    else:
+        atomic_save(state, last)
+
+
+def save_preempted(args, epoch, position, model_without_ddp, optimizer, loss_scaler, **extra):
+    """checkpoint-last.pth of a run stopped inside `epoch` (rank 0): 'epoch' is the last complete one and
+    'position' the step to continue from with the loss sums so far (see engine.train_one_epoch)."""
+    if dist.is_main_process():
+        atomic_save(training_state(args, epoch - 1, model_without_ddp, optimizer, loss_scaler,
+                                   position=position, **extra), Path(args.output_dir) / 'checkpoint-last.pth')

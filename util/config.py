@@ -186,3 +186,8 @@ def save_config(args, path):
     """Write the resolved settings as a YAML config that --config accepts."""
     values = {k: v for k, v in vars(args).items() if k not in NOT_IN_CONFIG}
     Path(path).write_text(yaml.safe_dump(values, sort_keys=False))
+
+
+def eval_only(args):
+    """True for --eval (the classification entry points): evaluate a checkpoint, no training."""
+    return getattr(args, 'eval', False)

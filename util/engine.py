@@ -7,7 +7,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from util import dist, lr_sched, misc, preemption
+from util import devices, dist, lr_sched, preemption
 from util.config import fail
 
 
@@ -70,7 +70,7 @@ def train_one_epoch(model, compute_loss, data_loader, optimizer, device, epoch, 
     start = time.time()
     bar = progress(data_loader, f'Epoch {epoch}', initial=first, total=steps)
     for step, batch in enumerate(bar, start=first):
-        misc.seed_everything(args.seed, epoch, rank, step)
+        devices.seed_everything(args.seed, epoch, rank, step)
         if step % accum_iter == 0:
             lr = lr_sched.adjust_learning_rate(optimizer, step / steps + epoch, args)
         samples = batch[0].to(device, non_blocking=True)
@@ -80,7 +80,7 @@ def train_one_epoch(model, compute_loss, data_loader, optimizer, device, epoch, 
         update = (step + 1) % accum_iter == 0 or step + 1 == steps
         no_sync = model.no_sync() if dist.get_world_size() > 1 and not update else contextlib.nullcontext()
         with no_sync:
-            with misc.autocast(args, device):
+            with devices.autocast(args, device):
                 loss = compute_loss(samples, targets)
             loss_scaler(loss / accum_iter, optimizer, params, args.clip_grad, update_grad=update)
         if update:

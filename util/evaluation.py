@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from util import actions, dist, engine, figures, misc, scores
+from util import actions, devices, dist, engine, figures, scores
 
 
 def hit_sums(top, targets, num_classes):
@@ -61,7 +61,7 @@ def evaluate(data_loader, model, device, args):
     for samples, targets, _ in engine.progress(data_loader, 'Test', leave=False):
         samples = samples.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
-        with misc.autocast(args, device):
+        with devices.autocast(args, device):
             logits = model(samples)
         totals += evaluation_sums(logits.float(), targets)
     if args.dist_eval:
@@ -80,7 +80,7 @@ def predict(data_loader, model, device, args):
     model.eval()
     logits, labels, indices = [], [], []
     for samples, targets, index in engine.progress(data_loader, 'Predict', leave=False):
-        with misc.autocast(args, device):
+        with devices.autocast(args, device):
             out = model(samples.to(device, non_blocking=True))
         logits.append(out.float().cpu())
         labels.append(targets)

@@ -18,7 +18,7 @@ from matplotlib import animation  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from data.skeleton import JOINT_NAMES  # noqa: E402
-from util.misc import atomic_write  # noqa: E402
+from util.output import atomic_write  # noqa: E402
 
 STYLE = {
     'font.size': 8, 'axes.titlesize': 8, 'axes.labelsize': 8, 'xtick.labelsize': 7, 'ytick.labelsize': 7,
@@ -38,7 +38,7 @@ COLOURS, MARKERS = plt.get_cmap('tab10').colors, 'os^DvPX*<>ph'  # the most dist
 
 def save(picture, path, dpi=None):
     """Write `picture` (a Figure, or an Animation as .gif / .mp4) to `path` through a temporary file with a
-    process-unique name, then rename (util.misc.atomic_write); returns the path. `dpi`: pixels per inch of a PNG,
+    process-unique name, then rename (util.output.atomic_write); returns the path. `dpi`: pixels per inch of a PNG,
     GIF or MP4 (default DPI)."""
     path = Path(path)
     moving = isinstance(picture, animation.Animation)

@@ -15,8 +15,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 
-from util import config, data, dist, engine, malloc, misc, preemption
-from util.checkpoint import load_checkpoint
+from util import config, data, devices, dist, engine, malloc, output, preemption
+from util.checkpoint import first_problem, load_checkpoint, load_model, resume_path, save_model, save_preempted
 from util.evaluation import evaluate_and_save
 
 
@@ -25,13 +25,13 @@ def setup(args, training=True):
 
     Derived: lr = blr * effective batch / 256 when no lr is given, num_workers (0 on CPU, up to 8 per
     process on CUDA), pin_mem (on CUDA), log_dir (output_dir). Unless --eval, rank 0 creates and locks the
-    output folders (misc.lock_output_dir). On CPU, freed memory is kept in the heap for reuse. On CUDA the
+    output folders (output.lock_output_dir). On CPU, freed memory is kept in the heap for reuse. On CUDA the
     process uses cuda:LOCAL_RANK under torchrun (else the --device given), and float32 matmuls stay in full
     float32: TF32 (Ampere and later) would change the numbers of the published fp32 runs, and --amp bf16 is
     the faster choice anyway. A training run prints its lr and all its settings (also in config.yaml); an
     evaluation (`training` False) only its processes, device and batch.
     """
-    device = dist.process_device(misc.resolve_device(args.device))
+    device = dist.process_device(devices.resolve_device(args.device))
     dist.init_distributed_mode(device.type)
     if device.type == 'cuda':
         torch.cuda.set_device(device)
@@ -50,12 +50,12 @@ def setup(args, training=True):
     if args.pin_mem is None:
         args.pin_mem = device.type == 'cuda'
     args.log_dir = args.log_dir or args.output_dir
-    misc.seed_everything(args.seed)  # the model's initial weights: the same in every run with this seed
-    if misc.eval_only(args) and not misc.resume_path(args):
+    devices.seed_everything(args.seed)  # the model's initial weights: the same in every run with this seed
+    if config.eval_only(args) and not resume_path(args):
         config.fail("--eval needs the checkpoint to evaluate: --resume PATH")
-    if dist.is_main_process() and not misc.eval_only(args):
-        misc.lock_output_dir(args.output_dir)
-        misc.make_dir(args.log_dir, '--log_dir')
+    if dist.is_main_process() and not config.eval_only(args):
+        output.lock_output_dir(args.output_dir)
+        output.make_dir(args.log_dir, '--log_dir')
     if not training:
         print(f"{Path(sys.argv[0]).name}: {world} process(es) on {device}, batch {args.batch_size} per process")
         return device
@@ -87,12 +87,12 @@ def build_model(args):
     """The configured model; with --finetune (and nothing to resume) initialised from that checkpoint."""
     model = config.resolve_class('model', args.model, f"{args.config}: model")(**args.model_args)
     finetune = getattr(args, 'finetune', '')
-    if finetune and not misc.eval_only(args) and not misc.resume_path(args):
+    if finetune and not config.eval_only(args) and not resume_path(args):
         from model_transformer import load_pretrained
         try:
             load_pretrained(model, finetune)
         except (ValueError, KeyError, RuntimeError) as e:  # unreadable; weights missing; shapes differ
-            config.fail(f"--finetune {finetune}: {misc.first_problem(e) if isinstance(e, RuntimeError) else e}")
+            config.fail(f"--finetune {finetune}: {first_problem(e) if isinstance(e, RuntimeError) else e}")
         print(f"Loaded pre-trained weights from {finetune}")
     return model
 
@@ -116,7 +116,7 @@ def trim_log(args):
         except json.JSONDecodeError:
             continue
     text = ''.join(kept)
-    misc.atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    output.atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def stop_preempted(args, log_writer, where):
@@ -134,10 +134,10 @@ def stop_interrupted(args):
     """Ctrl-C: one line on stderr saying what checkpoint-last.pth holds (read back, so it is what a resume
     would get), then exit with status 130 (128 + SIGINT, as a shell reports it)."""
     preemption.restore()
-    misc.release_output_dirs()
+    output.release_output_dirs()
     last = Path(args.output_dir) / 'checkpoint-last.pth'
     try:
-        checkpoint = load_checkpoint(last) if last.is_file() and not misc.eval_only(args) else {}
+        checkpoint = load_checkpoint(last) if last.is_file() and not config.eval_only(args) else {}
     except ValueError:
         checkpoint = {}
     if 'epoch' in checkpoint:
@@ -146,7 +146,7 @@ def stop_interrupted(args):
                                                   if inside else '')
         line = f"interrupted; {last} holds {held}; rerun with --auto_resume to continue"
     else:
-        line = "interrupted" + ("" if misc.eval_only(args) else f" before any checkpoint in {args.output_dir}")
+        line = "interrupted" + ("" if config.eval_only(args) else f" before any checkpoint in {args.output_dir}")
     if dist.is_main_process():
         print(line, file=sys.stderr)
     raise SystemExit(130)
@@ -172,7 +172,7 @@ def train(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=No
     evaluation with the model without DDP (e.g. a kNN monitor, pictures for TensorBoard; log_writer is None
     but on rank 0) and returns a dict added to the epoch's log.txt line.
     """
-    device = setup(args, training=not misc.eval_only(args))
+    device = setup(args, training=not config.eval_only(args))
     settings = argparse.Namespace(**vars(args))  # written to config.yaml once the inputs are checked
     dataset_train = data.build_dataset(args, 'train_feeder_args')
     dataset_val = data.build_dataset(args, 'val_feeder_args') if evaluate else None
@@ -194,12 +194,12 @@ def train(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=No
         import torch._inductor.config
         torch._inductor.config.fallback_random = True  # the eager random draws (masking, drop path)
         model, model_eval = torch.compile(model), torch.compile(model_without_ddp)
-    loss_scaler = misc.LossScaler(args, device)
-    checkpoint = misc.load_model(args, model_without_ddp, optimizer, loss_scaler) or {}
+    loss_scaler = devices.LossScaler(args, device)
+    checkpoint = load_model(args, model_without_ddp, optimizer, loss_scaler) or {}
     dist.check_same_resume(bool(checkpoint), args.start_epoch, getattr(args, 'start_step', 0), device)
     best = {'best_acc1': checkpoint.get('best_acc1', 0.), 'best_epoch': checkpoint.get('best_epoch', -1)}
 
-    if misc.eval_only(args):
+    if config.eval_only(args):
         test_stats = (evaluate_and_save if args.save_scores else evaluate)(loader_val, model_eval, device, args)
         print(f"Accuracy of the network on the {test_stats['num_samples']} test samples: "
               f"top-1 {test_stats['acc1']:.2f}%, top-5 {test_stats['acc5']:.2f}%, "
@@ -209,7 +209,7 @@ def train(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=No
         return test_stats
 
     if dist.is_main_process():
-        misc.atomic_write(Path(args.output_dir) / 'config.yaml', lambda tmp: config.save_config(settings, tmp))
+        output.atomic_write(Path(args.output_dir) / 'config.yaml', lambda tmp: config.save_config(settings, tmp))
     trim_log(args)
     preemption.install()
     log_writer = SummaryWriter(log_dir=args.log_dir) if dist.is_main_process() else None
@@ -222,7 +222,7 @@ def train(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=No
                                       augment=augment, position=position)
         position = train_stats.get('position')
         if position is not None:
-            misc.save_preempted(args, epoch, position, model_without_ddp, optimizer, loss_scaler, **best)
+            save_preempted(args, epoch, position, model_without_ddp, optimizer, loss_scaler, **best)
             stop_preempted(args, log_writer, f"epoch {epoch} step {position['step']}")
         stats = {**{f'train_{k}': v for k, v in train_stats.items()}, 'epoch': epoch, 'n_parameters': n_parameters}
         scalars = {'perf/samples_per_s': train_stats['samples_per_s'], 'perf/epoch_time_s': train_stats['epoch_time']}
@@ -244,14 +244,14 @@ def train(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=No
             for tag, value in scalars.items():
                 log_writer.add_scalar(tag, value, engine.tensorboard_step(epoch + 1))
             log_writer.flush()
-        misc.log_stats(args, stats)
-        misc.save_model(args, epoch, model_without_ddp, optimizer, loss_scaler, **best)
+        output.log_stats(args, stats)
+        save_model(args, epoch, model_without_ddp, optimizer, loss_scaler, **best)
         if epoch + 1 < args.epochs and preemption.requested():
             stop_preempted(args, log_writer, f"the end of epoch {epoch}")
     preemption.restore()
     if log_writer is not None:
         log_writer.close()
     print(f"Training time {time.strftime('%H:%M:%S', time.gmtime(time.time() - start_time))}")
-    misc.release_output_dirs()
+    output.release_output_dirs()
     dist.cleanup()
     return stats

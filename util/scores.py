@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from util.config import fail
-from util.misc import atomic_write
+from util.output import atomic_write
 
 KEYS = ('names', 'logits', 'labels')
 
