@@ -18,14 +18,17 @@ import pytest
 
 import ensemble
 import export
+import main_finetune
+import main_knn
 import predict
+import visualize
 from conftest import ROOT
 from data import ntu, pku, synthetic
 from data.kinect import write_skeleton
 from data.pipeline import run_command
 from test_data_pku import write_splits, write_video
-from train_fixtures import write_classifier_checkpoint, write_npz
-from util import lock
+from train_fixtures import write_classifier_checkpoint, write_config, write_npz
+from util import config, lock
 from util.scores import save_scores
 
 FULL_DISK = 512  # bytes a file may grow to in the 'full disk' rows
@@ -38,9 +41,28 @@ TOOLS = {
     'export.py': (export.main, ('path', 'export.py')),
     'data.ntu': (lambda argv: run_command(lambda: ntu.main(argv)), ('module', 'data.ntu')),
     'data.pku': (lambda argv: run_command(lambda: pku.main(argv)), ('module', 'data.pku')),
+    'main_finetune.py': (lambda argv: main_finetune.main(config.parse_args('finetune', argv)),
+                         ('path', 'main_finetune.py')),
+    'main_knn.py': (lambda argv: main_knn.main(config.parse_args('knn', argv)), ('path', 'main_knn.py')),
+    'visualize.py': (visualize.main, ('path', 'visualize.py')),
 }
 
 P, NTU, OUT, CK = '--checkpoint', ['--dataset', 'ntu60', '--workers', '1'], '--out-dir', 'ckpt.pth'
+
+
+def finetune_args(w):
+    """A tiny fine-tuning run into the row's folder."""
+    return ['--config', w.ins / 'finetune.yaml', '--output_dir', w.out, '--device', 'cpu']
+
+
+def knn_args(w):
+    return ['--config', w.ins / 'linear.yaml', '--output_dir', w.out, '--device', 'cpu']
+
+
+def confusion_args(w):
+    return ['confusion', '--config', w.ins / 'finetune.yaml', '--device', 'cpu', '--out', w.out / 'c.png']
+
+
 ROWS = [
     ('predict.py', 'missing', lambda w: [P, w.ins / CK, w.ins / 'nope.skeleton'], 'nope.skeleton: no such file'),
     ('predict.py', 'missing', lambda w: [P, w.ins / 'nope.pth', w.ins / 'ntu'], 'nope.pth'),
@@ -77,7 +99,8 @@ ROWS = [
     ('ensemble.py', 'out of range', lambda w: [w.ins / 'a.npz', w.ins / 'a.npz', '--weights', '0', '0'],
      '--weights 0.0 0.0: expected finite, non-negative numbers, at least one above 0'),
     ('ensemble.py', 'missing', lambda w: [w.ins / 'a.npz', '--out', w.out / 'no' / 'f.npz'], 'f.npz: no folder'),
-    ('ensemble.py', 'full disk', lambda w: [w.ins / 'a.npz', '--out', w.out / 'f.npz'], 'f.npz: [Errno 27] File too large'),
+    ('ensemble.py', 'full disk', lambda w: [w.ins / 'a.npz', '--out', w.out / 'f.npz'],
+     'f.npz: [Errno 27] File too large'),
     ('export.py', 'missing', lambda w: [w.ins / 'nope.pth', '--out', w.out / 'm'], 'nope.pth'),
     ('export.py', 'truncated', lambda w: [w.ins / 'cut.pth', '--out', w.out / 'm'], 'cut.pth: damaged checkpoint'),
     ('export.py', 'unreadable', lambda w: [w.ins / CK, '--out', w.ins / 'a.csv' / 'm'], 'cannot create the folder'),
@@ -109,6 +132,30 @@ ROWS = [
     ('data.pku', 'concurrent', lambda w: ['--phase', '1', '--raw-dir', w.ins / 'pku', OUT,
                                           w.held(w.out / '.lock', w.out)], 'in use by another data.ntu'),
     ('data.pku', 'full disk', lambda w: ['--phase', '1', '--raw-dir', w.ins / 'pku', OUT, w.out], 'File too large'),
+    ('main_finetune.py', 'missing', lambda w: [*finetune_args(w), '--finetune', w.ins / 'nope.pth'], 'nope.pth'),
+    ('main_finetune.py', 'empty', lambda w: [*finetune_args(w), '--resume', w.ins / 'empty.npz'], 'empty.npz'),
+    ('main_finetune.py', 'truncated', lambda w: [*finetune_args(w), '--finetune', w.ins / 'cut.pth'],
+     'cut.pth: damaged'),
+    ('main_finetune.py', 'unreadable', lambda w: [*finetune_args(w), '--finetune', w.ins / 'odd'], 'odd: a folder'),
+    ('main_finetune.py', 'wrong kind', lambda w: [*finetune_args(w), '--finetune', w.ins / 'a.csv'],
+     'a.csv: not a PyTorch'),
+    ('main_finetune.py', 'out of range', lambda w: [*finetune_args(w), '--batch_size', '0'],
+     'argument --batch_size: expected an integer >= 1, got 0'),
+    ('main_finetune.py', 'concurrent', lambda w: ['--config', w.ins / 'finetune.yaml', '--output_dir',
+                                                  w.held(w.out / '.lock', w.out)], 'in use by a running training'),
+    ('main_finetune.py', 'full disk', lambda w: finetune_args(w), 'File too large'),
+    ('main_knn.py', 'missing', lambda w: [*knn_args(w), '--finetune', w.ins / 'nope.pth'], 'nope.pth'),
+    ('main_knn.py', 'empty', lambda w: ['--config', w.ins / 'no_test.yaml', '--output_dir', w.out, '--device', 'cpu'],
+     'NTU60_XSub.npz: the test split has no sample'),
+    ('main_knn.py', 'truncated', lambda w: [*knn_args(w), '--finetune', w.ins / 'cut.pth'], 'cut.pth: damaged'),
+    ('main_knn.py', 'wrong kind', lambda w: [*knn_args(w), '--finetune', w.ins / 'a.csv'], 'a.csv: not a PyTorch'),
+    ('main_knn.py', 'out of range', lambda w: [*knn_args(w), '--k', '0'],
+     'argument --k/--knn_k: expected an integer >= 1'),
+    ('visualize.py', 'missing', lambda w: [*confusion_args(w), P, w.ins / 'nope.pth'], 'nope.pth'),
+    ('visualize.py', 'truncated', lambda w: [*confusion_args(w), P, w.ins / 'cut.pth'], 'cut.pth: damaged'),
+    ('visualize.py', 'out of range', lambda w: [*confusion_args(w), P, w.ins / CK, '--dpi', '0'], '--dpi'),
+    ('visualize.py', 'empty', lambda w: ['sequence', '--npz', w.ins / 'empty.npz', '--index', '0', '--out',
+                                         w.out / 's.gif'], 'empty.npz'),
 ]
 # chmod 000 stops no root: the 'unreadable' rows use a folder or a pipe where a file is expected instead.
 
@@ -120,8 +167,10 @@ signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails wi
 resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
 how, target, *sys.argv = sys.argv[2:]
 sys.argv.insert(0, target)
-runpy.run_module(target, run_name='__main__', alter_sys=True) if how == 'module' else runpy.run_path(target,
-                                                                                                     run_name='__main__')
+if how == 'module':
+    runpy.run_module(target, run_name='__main__', alter_sys=True)
+else:
+    runpy.run_path(target, run_name='__main__')
 """
 
 
@@ -141,6 +190,11 @@ def write_inputs(ins):
     (ins / 'a61').mkdir()
     write_skeleton(ins / 'a61' / 'S018C001P045R001A061.skeleton', [[]])
     write_npz(ins / 'NTU60_XSub.npz', num_train=4, num_test=12)
+    write_config(ins / 'finetune.yaml', 'ntu60_xsub/finetune.yaml', ins / 'NTU60_XSub.npz')
+    write_config(ins / 'linear.yaml', 'ntu60_xsub/linear.yaml', ins / 'NTU60_XSub.npz')
+    (ins / 'no_test').mkdir()
+    write_npz(ins / 'no_test' / 'NTU60_XSub.npz', num_train=4, num_test=0)
+    write_config(ins / 'no_test.yaml', 'ntu60_xsub/linear.yaml', ins / 'no_test' / 'NTU60_XSub.npz')
     (ins / 'empty.npz').write_bytes(b'')
     (ins / 'cut.npz').write_bytes((ins / 'NTU60_XSub.npz').read_bytes()[:2000])
     (ins / 'a.csv').write_text('name\n')

@@ -15,8 +15,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from util.evaluation import accuracies, hit_sums, predict
 from util import data, dist
+from util.config import fail
+from util.evaluation import accuracies, hit_sums, predict
 
 CENTRE_CROP = {'p_interval': [0.95], 'random_rot': False}  # the val feeder settings of the published configs
 
@@ -104,6 +105,10 @@ class KNN:
         key, bank_args, query_args = feeder_settings(args)
         self.bank = data.build_dataset(args, key, **bank_args)
         self.queries = data.build_dataset(args, key, **query_args)
+        for dataset, split in ((self.bank, 'train'), (self.queries, 'test')):
+            if not len(dataset):
+                fail(f"{dataset.data_path}: the {split} split has no sample; kNN needs training samples for its "
+                     f"bank and test samples to classify")
         self.bank_index = bank_subset(len(self.bank), args.knn_max_train)
         self.ks, self.t, self.amp = neighbour_counts(args), args.knn_t, args.amp
         self.loader_options = loader_options(args)
