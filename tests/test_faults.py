@@ -104,7 +104,7 @@ def test_checkpoint_of_another_model_fails_in_one_line(work, finished, tmp_path)
     assert line.startswith(f"error: --resume {wide}: does not fit the model of {work['pretrain']} (size mismatch")
     line = one_line_error(run_entry('main_linprobe.py', '--config', work['linear'], '--output_dir',
                                     tmp_path / 'probe', '--finetune', wide, check=False))
-    assert line.startswith(f"error: --finetune {wide}: size mismatch")
+    assert line.startswith(f"error: --finetune {wide}: an encoder of width 64, the model's is 32 (model_args.dim_feat)")
     line = one_line_error(run_entry('main_finetune.py', '--config', work['finetune'], '--output_dir', finished,
                                     '--eval', '--resume', finished / 'checkpoint-last.pth', check=False))
     assert f"--resume {finished / 'checkpoint-last.pth'}: does not fit the model" in line

@@ -105,10 +105,6 @@ class KNN:
         key, bank_args, query_args = feeder_settings(args)
         self.bank = data.build_dataset(args, key, **bank_args)
         self.queries = data.build_dataset(args, key, **query_args)
-        for dataset, split in ((self.bank, 'train'), (self.queries, 'test')):
-            if not len(dataset):
-                fail(f"{dataset.data_path}: the {split} split has no sample; kNN needs training samples for its "
-                     f"bank and test samples to classify")
         self.bank_index = bank_subset(len(self.bank), args.knn_max_train)
         self.ks, self.t, self.amp = neighbour_counts(args), args.knn_t, args.amp
         self.loader_options = loader_options(args)
@@ -123,6 +119,10 @@ class KNN:
     def accuracies(self, encoder, device, name=None):
         """({k: {'acc1', 'acc5', 'mean_class_acc'}} for every k of --k, from one pass of the encoder; the seconds
         it took)."""
+        for dataset, split in ((self.bank, 'train'), (self.queries, 'test')):
+            if not len(dataset):
+                fail(f"{dataset.data_path}: the {split} split has no sample; kNN needs training samples for its "
+                     f"bank and test samples to classify")
         start = time.time()
         encoder = PooledFeatures(encoder)
         bank, bank_labels = features(encoder, self.bank, self.bank_index, device, self.loader_options, self.amp)
