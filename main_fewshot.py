@@ -13,7 +13,7 @@ crop). Prints the mean accuracy and its 95% interval for each --shots and writes
 """
 import numpy as np
 
-from util import actions, config, data, dist, fewshot, knn, output, runner
+from util import actions, config, data, fewshot, knn, runner
 from util.config import fail
 
 
@@ -59,10 +59,7 @@ def main(args):
     stats = {'ways': args.ways, 'queries': args.queries, 'episodes': args.episodes,
              'held_out_actions': sorted(args.held_out_actions), 'classes': len(classes), 'finetune': args.finetune,
              'by_shots': by_shots}
-    output.write_json(args, 'fewshot.json', stats)
-    output.release_output_dirs()
-    dist.cleanup()
-    return stats
+    return runner.finish_evaluation(args, 'fewshot.json', stats)
 
 
 if __name__ == '__main__':

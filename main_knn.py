@@ -9,7 +9,7 @@ Prints top-1, top-5 and the mean class accuracy and writes them to output_dir/kn
 knn_mean_class_acc and knn_k of the first k given, and under by_k those of every k
 ({"1": {"acc1": ..., "acc5": ..., "mean_class_acc": ...}, "20": ...}).
 """
-from util import config, dist, knn, output, runner
+from util import config, knn, runner
 
 
 def main(args):
@@ -21,10 +21,7 @@ def main(args):
     stats = {**{f'knn_{key}': value for key, value in by_k[first].items()}, 'knn_bank': len(evaluate.bank_index),
              'knn_time': elapsed, 'knn_k': first, 'knn_t': args.knn_t, 'finetune': args.finetune,
              'by_k': {str(k): v for k, v in by_k.items()}}
-    output.write_json(args, 'knn.json', stats)
-    output.release_output_dirs()
-    dist.cleanup()
-    return stats
+    return runner.finish_evaluation(args, 'knn.json', stats)
 
 
 if __name__ == '__main__':

@@ -68,6 +68,15 @@ def setup(args, training=True):
     return device
 
 
+def finish_evaluation(args, name, stats):
+    """The end of an evaluation entry point (main_knn.py, main_fewshot.py): `stats` printed as one JSON line and
+    written to output_dir/`name`, the output folder released, the processes' group closed; returns `stats`."""
+    output.write_json(args, name, stats)
+    output.release_output_dirs()
+    dist.cleanup()
+    return stats
+
+
 def published_batch_note(args, world):
     """The line saying that the effective batch (processes x batch_size x accum_iter) differs from the
     config's published_batch, with how to match it; None when it matches or the config names none."""
