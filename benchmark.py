@@ -8,6 +8,8 @@ Sections (select with --only):
   matmul    fp32 (and each --amp precision) 2048^3 matmul: the practical FLOP/s limit of the device;
   pretrain  MAMP training step (forward + backward + AdamW) at each --decoder_depth, --amp precision and, with
             --compile, also under torch.compile;
+  tune      contrastive tuning step (model_tune.NNCLR: both views through the encoder, projector and predictor,
+            nearest neighbours in a full queue of 8192, AdamW with layer decay), as main_tune.py;
   linprobe  linear-probe training step: frozen encoder in eval mode, non-affine BatchNorm + Linear, SGD;
   finetune  fine-tuning training step (MLP head, drop path 0.3, label smoothing, AdamW with layer decay);
   eval      classifier forward under inference_mode;
@@ -127,13 +129,13 @@ def main(args):
         print(summary(row), flush=True)
 
     probe = None
-    if any(s in sections for s in ('matmul', 'pretrain', 'linprobe', 'finetune', 'eval')):
+    if any(s in sections for s in ('matmul', 'pretrain', 'tune', 'linprobe', 'finetune', 'eval')):
         probe = MatmulProbe(size['matmul_size'], list(dict.fromkeys(['fp32'] + precisions)), device)
         probe.measure(calls=10, budget=10)
     fused = not args.foreach
     configs = [('pretrain', precision, compiled, depth) for compiled in ([False, True] if args.compile else [False])
                for depth in args.decoder_depth for precision in precisions] if 'pretrain' in sections else []
-    configs += [(section, precisions[0], False, None) for section in ('linprobe', 'finetune', 'eval')
+    configs += [(section, precisions[0], False, None) for section in ('tune', 'linprobe', 'finetune', 'eval')
                 if section in sections]
     for section, precision, compiled, depth in configs:
         probe.measure(calls=3, budget=2)

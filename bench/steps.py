@@ -4,10 +4,12 @@ import argparse
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from timm.loss import LabelSmoothingCrossEntropy
 
-from bench.settings import AMP, FINETUNE_DROP_PATH, PRETRAIN_CALL
+from bench.settings import AMP, FINETUNE_DROP_PATH, PRETRAIN_CALL, TUNE_TEMPERATURE
 from model_mamp import MAMP
+from model_tune import NNCLR
 from model_transformer import SkeletonTransformer
 
 
@@ -36,6 +38,12 @@ def build(section, size, device, precision, fused, decoder_depth=None):
                      norm_skes_loss=True, target='motion').to(device)
         call = dict(PRETRAIN_CALL, mask_ratio=size['mask_ratio'])
         return model, main_pretrain.make_optimizer(model, args), lambda m, x, y: m(x, **call)[0]
+    if section == 'tune':  # the second view: the batch reversed in time (the same cost as another crop)
+        model = NNCLR(**model_args(size), proj_hidden_dim=size['proj_hidden_dim'], proj_dim=size['proj_dim'],
+                      pred_hidden_dim=size['pred_hidden_dim'], queue_size=size['queue_size']).to(device)
+        fill_queue(model)
+        return (model, main_finetune.make_optimizer(model, args),
+                lambda m, x, y: m(x, x.flip(2), temperature=TUNE_TEMPERATURE))
     if section == 'linprobe':
         model = SkeletonTransformer(**model_args(size), num_classes=size['num_classes'], protocol='linprobe')
         main_linprobe.prepare_model(model)
@@ -49,6 +57,13 @@ def build(section, size, device, precision, fused, decoder_depth=None):
         return model.eval(), None, None
     criterion = LabelSmoothingCrossEntropy(0.1)
     return model, main_finetune.make_optimizer(model, args), lambda m, x, y: criterion(m(x), y)
+
+
+def fill_queue(model):
+    """A full support queue of random unit rows, as after the first epochs: every step searches all of it."""
+    with torch.no_grad():
+        model.queue.copy_(F.normalize(torch.randn(model.queue.shape), dim=1).to(model.queue.device))
+        model.queue_len.fill_(len(model.queue))
 
 
 def skeleton_batch(batch, frames, size, device, seed=0):

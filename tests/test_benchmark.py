@@ -37,7 +37,7 @@ def test_quick_run_reports_every_section(tmp_path):
     assert set(report['matmul_gflop_per_s']) == {'fp32', 'bf16'}
     assert [(r['precision'], r['variant']) for r in rows if r['section'] == 'pretrain'] == [('fp32', 'decoder 1'),
                                                                                         ('bf16', 'decoder 1')]
-    model_rows = [r for r in rows if r['section'] in ('pretrain', 'linprobe', 'finetune', 'eval')]
+    model_rows = [r for r in rows if r['section'] in ('pretrain', 'tune', 'linprobe', 'finetune', 'eval')]
     for r in rows:
         # the matmul reference: 10 calls at the start and 3 before each model row
         calls = 10 + 3 * len(model_rows) if r['section'] == 'matmul' else 2
@@ -97,7 +97,7 @@ def test_bad_argument_is_named(capsys, args, message):
 
 
 @pytest.mark.parametrize('section, decoder_depth', [('pretrain', 1), ('pretrain', 5), ('pretrain', 3),
-                                                    ('linprobe', None), ('finetune', None), ('eval', None)])
+                                                    ('tune', None), ('linprobe', None), ('finetune', None), ('eval', None)])
 @pytest.mark.parametrize('scale', ['quick', 'full'])
 def test_flop_count_matches_flop_counter(section, decoder_depth, scale):
     """model_flops against FlopCounterMode over the forward (+ backward) of the benchmarked models: the tiny

@@ -38,6 +38,31 @@ def test_mae_and_scratch_change_only_the_compared_setting():
     assert (finetune['layer_decay'], scratch['layer_decay']) == (0.8, 1.0)
 
 
+def test_tuning_study_changes_only_the_compared_setting():
+    """MAMP for 25 epochs differs from the 20 of the tuned encoder's start in its epochs alone; the few-shot
+    runs leave out exactly the actions fewshot.yaml evaluates on, and nothing else changes."""
+    mamp, long = resolved('pretrain', 'pretrain_mamp'), resolved('pretrain', 'pretrain_mamp_long')
+    tune = resolved('tune', 'tune')
+    assert differences(mamp, long) == {'config', 'epochs'}
+    assert (mamp['epochs'], long['epochs']) == (20, mamp['epochs'] + tune['epochs']) == (20, 25)
+    held_out = resolved('fewshot', 'fewshot')['held_out_actions']
+    assert sorted(held_out) == [14, 16, 24, 27]
+    for protocol, name, base in (('pretrain', 'pretrain_mamp_heldout', mamp),
+                                 ('pretrain', 'pretrain_mamp_heldout_long', long), ('tune', 'tune_heldout', tune)):
+        heldout = resolved(protocol, name)
+        assert differences(base, heldout) == {'config', 'train_feeder_args'}, name
+        assert differences(base['train_feeder_args'], heldout['train_feeder_args']) == {'exclude_actions'}, name
+        assert heldout['train_feeder_args']['exclude_actions'] == held_out, name
+
+
+def test_unknown_part_is_one_line_and_no_run_folder(tmp_path):
+    result = subprocess.run(['bash', str(ROOT / 'scripts' / 'real_pku.sh')], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60, env={**os.environ, 'OUTPUT_ROOT': 'out', 'PARTS': 'mamp tunign'})
+    assert result.returncode == 1 and result.stdout == ''
+    assert result.stderr == "error: PARTS: unknown part 'tunign' (expected some of: mamp mae finetune tuning)\n"
+    assert not (tmp_path / 'out').exists()
+
+
 def test_pretrained_encoder_loads_unchanged_into_probe_and_fine_tune():
     pretrain = resolved('pretrain', 'pretrain_mamp')
     torch.manual_seed(0)
@@ -85,6 +110,40 @@ def test_table_pools_the_runs_of_every_seed(tmp_path):
     assert rows['XSub kNN from random init'] == ['2', '71.00', '+-', '1.41', '(70.00-72.00)', '36.00', '+-', '1.41',
                                                  '-']
     assert rows['XSub from scratch'][1] == '41.00'
+
+
+def test_table_has_the_tuning_study_rows_of_the_runs_that_made_them(tmp_path):
+    """A run of PARTS=tuning: kNN k = 1 and k = 20 from one knn.json, 1- and 5-shot from one fewshot.json, the
+    fine-tune of the tuned encoder; rows of stages no run made (e.g. the MAE baseline) are left out."""
+    run = tmp_path / 'out' / '20260101-000000' / 'XSub'
+    (run / 'tune').mkdir(parents=True)  # the tuning run itself (its checkpoints)
+    for i, encoder in enumerate(('mamp', 'tune', 'mamp_long')):
+        (run / f'knn_{encoder}').mkdir()
+        (run / f'knn_{encoder}' / 'knn.json').write_text(json.dumps({
+            'knn_acc1': 50.0 + i, 'knn_k': 20, 'by_k': {'20': {'acc1': 50.0 + i, 'mean_class_acc': 20.0 + i},
+                                                         '1': {'acc1': 40.0 + i, 'mean_class_acc': 10.0 + i}}}))
+        (run / f'fewshot_heldout_{encoder}').mkdir()
+        (run / f'fewshot_heldout_{encoder}' / 'fewshot.json').write_text(json.dumps({
+            'by_shots': {'1': {'acc': 30.0 + i, 'ci95': 1.0}, '5': {'acc': 60.0 + i, 'ci95': 0.5}}}))
+    (run / 'finetune_tune').mkdir()
+    (run / 'finetune_tune' / 'log.txt').write_text(json.dumps({'epoch': 3, 'test_acc1': 77.5,
+                                                               'test_mean_class_acc': 33.0}) + '\n')
+    result = subprocess.run(['bash', str(ROOT / 'scripts' / 'real_pku.sh'), 'table'], cwd=tmp_path,
+                            env={**os.environ, 'OUTPUT_ROOT': 'out', 'BENCHMARKS': 'XSub'}, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = {name: values.split() for name, values in
+            (re.split(r'\s{2,}', line, maxsplit=1) for line in result.stdout.splitlines()[1:])}
+    assert list(rows) == ['XSub kNN after MAMP'] + [
+        f'XSub tuning study: {protocol}, {encoder}' for protocol in ('kNN k=1', 'kNN k=20') for encoder in
+        ('MAMP 20 epochs', 'MAMP 20 + tuning 5', 'MAMP 25 epochs')] + ['XSub tuning study: fine-tune, MAMP 20 + '
+        'tuning 5'] + [f'XSub tuning study: {protocol}, {encoder}' for protocol in ('4-way 1-shot', '4-way 5-shot')
+                       for encoder in ('MAMP 20 epochs', 'MAMP 20 + tuning 5', 'MAMP 25 epochs')]
+    assert rows['XSub kNN after MAMP'][:2] == rows['XSub tuning study: kNN k=20, MAMP 20 epochs'][:2] == ['50.00',
+                                                                                                        '20.00']
+    assert rows['XSub tuning study: kNN k=1, MAMP 20 + tuning 5'][:2] == ['41.00', '11.00']
+    assert rows['XSub tuning study: 4-way 5-shot, MAMP 25 epochs'][:2] == ['62.00', '-']
+    assert rows['XSub tuning study: fine-tune, MAMP 20 + tuning 5'] == ['77.50', '33.00', '77.50', '(3)', '4']
 
 
 def fake_clone(root, videos):

@@ -107,3 +107,35 @@ def test_knn_folder_gives_its_top1(tmp_path, capsys):
     (knn / 'knn.json').write_text('{"knn_acc5": 90.0}\n')
     with pytest.raises(SystemExit, match="knn.json: expected the JSON object of main_knn.py with knn_acc1"):
         summary.summarize(knn)
+
+
+def test_a_figure_of_a_knn_or_fewshot_folder_is_chosen_with_a_hash(tmp_path, capsys):
+    """knn.json of `main_knn.py --k 1 20` and fewshot.json of main_fewshot.py: OUTPUT_DIR#K and OUTPUT_DIR#S pick
+    the k or the shots, the first by default; a figure the file does not have is one line naming the file."""
+    for seed, (k1, k20, shot1, shot5) in enumerate([(60.0, 55.0, 40.0, 70.0), (64.0, 57.0, 44.0, 74.0)]):
+        knn, fewshot = tmp_path / f'{seed}' / 'knn', tmp_path / f'{seed}' / 'fewshot'
+        knn.mkdir(parents=True)
+        fewshot.mkdir()
+        (knn / 'knn.json').write_text(json.dumps({
+            'knn_acc1': k1, 'knn_acc5': 90.0, 'knn_mean_class_acc': k1 / 2, 'knn_k': 1, 'knn_t': 0.07,
+            'by_k': {'1': {'acc1': k1, 'acc5': 90.0, 'mean_class_acc': k1 / 2},
+                     '20': {'acc1': k20, 'acc5': 91.0, 'mean_class_acc': k20 / 2}}}))
+        (fewshot / 'fewshot.json').write_text(json.dumps({
+            'ways': 4, 'by_shots': {'1': {'acc': shot1, 'ci95': 1.0}, '5': {'acc': shot5, 'ci95': 0.5}}}))
+    summary.main([f"k=1={tmp_path / '0' / 'knn'}#1", f"k=20={tmp_path / '0' / 'knn'}#20",
+                  f"first={tmp_path / '0' / 'knn'}", f"1-shot={tmp_path / '0' / 'fewshot'}",
+                  f"5-shot={tmp_path / '0' / 'fewshot'}#5"])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert rows == [['k=1', '60.00', '30.00', '-', '-'], ['k=20', '55.00', '27.50', '-', '-'],
+                    ['first', '60.00', '30.00', '-', '-'], ['1-shot', '40.00', '-', '-', '-'],
+                    ['5-shot', '70.00', '-', '-', '-']]
+    summary.main([f"k=20={tmp_path / '*' / 'knn'}#20", f"5-shot={tmp_path / '*' / 'fewshot'}#5"])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    # k = 20: 55 and 57, mean 56, sd sqrt(2) = 1.41; 5-shot: 70 and 74, mean 72, sd 2.83; no mean class for shots
+    assert rows == [['k=20', '2', '56.00', '+-', '1.41', '(55.00-57.00)', '28.00', '+-', '0.71', '-'],
+                    ['5-shot', '2', '72.00', '+-', '2.83', '(70.00-74.00)', '-', '-']]
+    with pytest.raises(SystemExit, match=r"fewshot.json: no shots 10 \(it has 1, 5\)"):
+        summary.main([f"x={tmp_path / '0' / 'fewshot'}#10"])
+    (tmp_path / '0' / 'fewshot' / 'fewshot.json').write_text('{"ways": 4}')
+    with pytest.raises(SystemExit, match="fewshot.json: expected the JSON object of main_fewshot.py with by_shots"):
+        summary.summarize(tmp_path / '0' / 'fewshot')

@@ -5,7 +5,9 @@
 prints, for each NAME=OUTPUT_DIR, the last epoch's test top-1 and mean class accuracy (the mean of the per-class
 top-1: every action weighs the same), then the best test top-1 over the epochs with its epoch ("best on test":
 chosen on the test set itself, so an optimistic figure), in %; the folder of a kNN evaluation (knn.json of
-main_knn.py) gives its one result as the last. Runs given under the same NAME (e.g. one per seed) are pooled
+main_knn.py) gives its one result as the last, for its first k, or for k = K with OUTPUT_DIR#K; the folder of a
+few-shot evaluation (fewshot.json of main_fewshot.py) gives the mean episode accuracy for its first shots, or for
+S shots with OUTPUT_DIR#S. Runs given under the same NAME (e.g. one per seed) are pooled
 into one row: the mean, the sample standard deviation and the range of their last top-1, the mean and standard
 deviation of their last mean class accuracy, and the mean of their best top-1; an OUTPUT_DIR with a wildcard
 (quoted, e.g. "real_pku_output/*/XSub/linear_mamp") stands for every folder it matches.
@@ -37,26 +39,62 @@ def read_log(output_dir):
     return entries
 
 
-def read_knn(path):
-    """The main_knn.py result in knn.json at `path` ({'knn_acc1', ...}); fails naming the file."""
+def read_json(path, keys):
+    """The JSON object in `path` (knn.json, fewshot.json), which must hold `keys`; fails naming the file."""
     try:
         result = json.loads(path.read_text())
-        float(result['knn_acc1'])
+        for key in keys:
+            result[key]
         return result
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise SystemExit(f"error: {path}: expected the JSON object of main_{path.stem}.py with {', '.join(keys)}")
+
+
+def read_knn(path):
+    """The main_knn.py result in knn.json at `path` ({'knn_acc1', ...}); fails naming the file."""
+    result = read_json(path, ['knn_acc1'])
+    try:
+        float(result['knn_acc1'])
+    except (TypeError, ValueError):
         raise SystemExit(f"error: {path}: expected the JSON object of main_knn.py with knn_acc1")
+    return result
 
 
-def summarize(output_dir):
+def pick(path, by, figure, what):
+    """by[figure] (by[first key] for figure None) of the result in `path`; fails naming the figures it has."""
+    key = next(iter(by)) if figure is None else figure
+    if key not in by:
+        raise SystemExit(f"error: {path}: no {what} {figure} (it has {', '.join(by)}); choose one with #{what}")
+    return by[key]
+
+
+def one_result(output_dir, figure):
+    """summarize() of a folder with one result, knn.json (main_knn.py) or fewshot.json (main_fewshot.py); None
+    for a folder with neither. `figure`: the k, or the shots, to read (None: the first)."""
+    knn, fewshot = Path(output_dir) / 'knn.json', Path(output_dir) / 'fewshot.json'
+    if knn.is_file():
+        result = read_knn(knn)
+        by_k = result.get('by_k') or {str(result.get('knn_k')): {'acc1': result['knn_acc1'],
+                                                                'mean_class_acc': result.get('knn_mean_class_acc')}}
+        result = pick(knn, by_k, figure, 'k')
+        last, mca = result['acc1'], result.get('mean_class_acc')
+    elif fewshot.is_file():
+        last, mca = pick(fewshot, read_json(fewshot, ['by_shots'])['by_shots'], figure, 'shots')['acc'], None
+    else:
+        return None
+    return {'last': last, 'last_mca': mca, 'best': None, 'best_epoch': None, 'epochs': None}
+
+
+def summarize(output_dir, figure=None):
     """{'last': top-1, 'last_mca': mean class accuracy, 'best': top-1, 'best_epoch', 'epochs'} of one run, from
     its log.txt: the last epoch's test accuracies and the best test top-1 over the epochs (chosen on the test
-    set, so an optimistic figure). A kNN folder (knn.json, no log.txt) has one result: best, best_epoch and
-    epochs None. last_mca is None for a log written before mean class accuracy was logged."""
-    knn = Path(output_dir) / 'knn.json'
-    if knn.is_file() and not (Path(output_dir) / 'log.txt').is_file():
-        result = read_knn(knn)
-        return {'last': result['knn_acc1'], 'last_mca': result.get('knn_mean_class_acc'), 'best': None,
-                'best_epoch': None, 'epochs': None}
+    set, so an optimistic figure). A kNN or few-shot folder (knn.json or fewshot.json, no log.txt) has one
+    result, of the k or shots `figure` (default: the first): best, best_epoch and epochs None, and no mean class
+    accuracy for few-shot. last_mca is None for a log written before mean class accuracy was logged."""
+    if not (Path(output_dir) / 'log.txt').is_file():
+        result = one_result(output_dir, figure)
+        if result is not None:
+            return result
     entries = read_log(output_dir)
     best = max(entries, key=lambda e: e['test_acc1'])
     return {'last': entries[-1]['test_acc1'], 'last_mca': entries[-1].get('test_mean_class_acc'),
@@ -159,15 +197,17 @@ def parse_run(text):
 def main(argv=None):
     parser = argparse.ArgumentParser('python -m util.summary', description=__doc__.strip().splitlines()[0])
     parser.add_argument('runs', nargs='+', type=parse_run, metavar='NAME=OUTPUT_DIR',
-                        help='a row name and the output_dir (holding log.txt) of a run; runs under the same '
-                             'name are pooled')
+                        help='a row name and the output_dir (holding log.txt, knn.json or fewshot.json) of a run, '
+                             'with #K for the k of a kNN run or #S for the shots of a few-shot run; runs under the '
+                             'same name are pooled')
     parser.add_argument('--mean', action='store_true', help='also the mean and standard deviation over all the runs')
     parser.add_argument('--knn', nargs='+', type=parse_run, default=[], metavar='NAME=OUTPUT_DIR',
                         help='a row name and the output_dir (holding knn.json) of a main_knn.py run')
     args = parser.parse_args(argv)
     groups = {}
     for name, pattern in args.runs:
-        groups.setdefault(name, []).extend(summarize(output_dir) for output_dir in expand(pattern))
+        folders, figure = pattern.split('#', 1) if '#' in pattern else (pattern, None)
+        groups.setdefault(name, []).extend(summarize(output_dir, figure) for output_dir in expand(folders))
     if all(len(runs) == 1 for runs in groups.values()):
         print(format_table([(name, runs[0]) for name, runs in groups.items()]))
     else:
