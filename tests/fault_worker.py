@@ -30,6 +30,9 @@ def signal_at(fraction, rank, signum):
 
 
 if __name__ == '__main__':
+    # Ctrl-C reaches a foreground process, whose SIGINT raises KeyboardInterrupt; under a test run started in
+    # the background of a non-interactive shell the process would inherit SIGINT ignored instead.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if os.environ.get('TORCHELASTIC_RESTART_COUNT', '0') == '0':
         signal_at(float(os.environ['FAULT_AT']), int(os.environ.get('FAULT_RANK', 0)),
                   signal.Signals[os.environ['FAULT_SIGNAL']])
