@@ -3,9 +3,9 @@
 # PKU-MMD preprocessing (cross-subject and cross-view) -> for each benchmark: MAMP pre-training, the MAE
 # baseline pre-trained with the same budget, linear probes and kNN evaluations of both and of a randomly
 # initialised encoder, fine-tuning after MAMP and training from scratch with the same budget; then the tuning
-# study: MAMP for 20 epochs without 4 held-out actions, contrastive tuning (main_tune.py) for 5 epochs, against
-# MAMP alone for 25 epochs, each with linear probe, kNN (k = 1 and 20), few-shot on the held-out actions and
-# fine-tuning -> a table of the test accuracies.
+# study: MAMP for 20 epochs and contrastive tuning (main_tune.py) for 5 epochs, against MAMP alone for 25
+# epochs, each with linear probe, kNN (k = 1 and 20) and fine-tuning, and the three again without 4 held-out
+# actions for few-shot episodes on them -> a table of the test accuracies.
 # Models and schedules: config/real_pku/*.yaml. Each run writes a fresh folder OUTPUT_ROOT/<date>-<time>:
 # data/ (the arrays), and per benchmark XSub/, XView/ one output folder per stage with its log.txt,
 # checkpoints, TensorBoard events, config.yaml and <stage>.log (the stage's console output). On screen: each
