@@ -58,9 +58,10 @@ def read(path, map_location):
     if magic in (ZIP_MAGIC, b''):
         raise ValueError(f"{path}: damaged checkpoint (cut short or corrupted, e.g. by a full disk or an unfinished "
                          f"copy); copy it again or use an earlier checkpoint") from None
-    reason = ': '.join([type(error).__name__] + str(error).strip().splitlines()[:1])[:120]
+    message = str(error).partition('WeightsUnpickler error:')[2] or str(error)  # past torch's weights_only advice
+    reason = ': '.join([type(error).__name__] + message.strip().splitlines()[:1])[:120]
     raise ValueError(f"{path}: not a PyTorch checkpoint ({reason}); give a checkpoint written by main_pretrain.py, "
-                     f"main_linprobe.py or main_finetune.py") from None
+                     f"main_tune.py, main_linprobe.py or main_finetune.py") from None
 
 
 def check_content(checkpoint, name):
