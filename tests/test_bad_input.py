@@ -9,6 +9,7 @@ whose file size limit (RLIMIT_FSIZE) fails every write past FULL_DISK bytes, as 
 new tool, add it to TOOLS and give it rows.
 """
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,12 @@ P, NTU, OUT, CK = '--checkpoint', ['--dataset', 'ntu60', '--workers', '1'], '--o
 def finetune_args(w):
     """A tiny fine-tuning run into the row's folder."""
     return ['--config', w.ins / 'finetune.yaml', '--output_dir', w.out, '--device', 'cpu']
+
+
+def earlier_run_args(w):
+    """A fine-tuning run into a folder that holds an earlier run's checkpoint, without --auto_resume."""
+    shutil.copy(w.ins / CK, w.out / 'checkpoint-last.pth')
+    return finetune_args(w)
 
 
 def knn_args(w):
@@ -144,6 +151,8 @@ ROWS = [
     ('main_finetune.py', 'concurrent', lambda w: ['--config', w.ins / 'finetune.yaml', '--output_dir',
                                                   w.held(w.out / '.lock', w.out)], 'in use by a running training'),
     ('main_finetune.py', 'full disk', lambda w: finetune_args(w), 'File too large'),
+    ('main_finetune.py', 'earlier run', earlier_run_args,
+     'holds an earlier run (checkpoint-last.pth); --auto_resume continues it, --overwrite starts afresh'),
     ('main_knn.py', 'missing', lambda w: [*knn_args(w), '--finetune', w.ins / 'nope.pth'], 'nope.pth'),
     ('main_knn.py', 'empty', lambda w: ['--config', w.ins / 'no_test.yaml', '--output_dir', w.out, '--device', 'cpu'],
      'NTU60_XSub.npz: the test split has no sample'),
@@ -287,5 +296,6 @@ def test_bad_input_is_one_line_and_leaves_nothing(inputs, tmp_path, capfd, tool,
 
 
 def test_the_table_covers_every_tool_and_kind():
-    kinds = {'missing', 'empty', 'truncated', 'unreadable', 'wrong kind', 'out of range', 'concurrent', 'full disk'}
+    kinds = {'missing', 'empty', 'truncated', 'unreadable', 'wrong kind', 'out of range', 'concurrent', 'full disk',
+             'earlier run'}
     assert {r[0] for r in ROWS} == set(TOOLS) and {r[1] for r in ROWS} == kinds

@@ -1,4 +1,5 @@
 """Faults and bad input: preemption and elastic restarts continue exactly; mistakes end in one line."""
+import shutil
 import signal
 import subprocess
 import sys
@@ -109,6 +110,27 @@ def test_checkpoint_of_another_model_fails_in_one_line(work, finished, tmp_path)
                                     '--eval', '--resume', finished / 'checkpoint-last.pth', check=False))
     assert f"--resume {finished / 'checkpoint-last.pth'}: does not fit the model" in line
     assert snapshot(finished) == before
+
+
+def test_a_finished_run_is_replaced_only_with_overwrite(work, finished, tmp_path):
+    """A fresh run into a folder that holds an earlier run stops in one line and changes nothing; --overwrite
+    starts afresh (the same seed gives the earlier run's weights again) with none of the earlier files left."""
+    earlier = tmp_path / 'earlier'
+    shutil.copytree(finished, earlier)
+    before = snapshot(earlier)
+    line = one_line_error(run_entry('main_pretrain.py', '--config', work['pretrain'], '--output_dir', earlier,
+                                    check=False))
+    assert line == (f"error: --output_dir {earlier}: holds an earlier run (checkpoint-last.pth, checkpoint-0.pth); "
+                    f"--auto_resume continues it, --overwrite starts afresh and replaces it, or give another folder")
+    assert snapshot(earlier) == before
+    (earlier / 'checkpoint-7.pth').write_bytes(before['checkpoint-0.pth'])  # as if the earlier run went further
+    result = run_entry('main_pretrain.py', '--config', work['pretrain'], '--output_dir', earlier, '--overwrite')
+    assert f"removed the earlier run's 3 checkpoint(s) and 1 TensorBoard event file(s) from {earlier}" in result.stdout
+    assert sorted(p.name for p in earlier.glob('checkpoint-*')) == ['checkpoint-0.pth', 'checkpoint-last.pth']
+    assert_same_training_state(earlier / 'checkpoint-last.pth', finished / 'checkpoint-last.pth')
+    assert [e['epoch'] for e in log_entries(earlier)] == [e['epoch'] for e in log_entries(finished)] == [0]
+    events = list(earlier.glob('events.out.tfevents.*'))
+    assert len(events) == 1 and events[0].name not in before
 
 
 def test_unwritable_output_folder_and_missing_device_fail_in_one_line(work, tmp_path):

@@ -32,7 +32,8 @@ def test_interrupt_names_the_epoch_to_resume(work, tmp_path, monkeypatch, capsys
         assert line == (f"interrupted; {out / 'checkpoint-last.pth'} holds epoch 0; rerun with --auto_resume to "
                         f"continue")
     monkeypatch.undo()
-    pretrain_in_process(work, out)  # the folder's lock was given up
+    pretrain_in_process(work, out, '--auto_resume')  # the folder's lock was given up; the run goes on
+    assert load_checkpoint(out / 'checkpoint-last.pth')['epoch'] == 1
 
 
 def test_sigint_ends_a_training_process_without_traceback(work, tmp_path):

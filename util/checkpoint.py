@@ -77,15 +77,20 @@ def check_content(checkpoint, name):
     return checkpoint
 
 
-def resume_candidates(args):
-    """--resume, or with --auto_resume the checkpoints in output_dir, newest first (checkpoint-last.pth, then
-    checkpoint-<epoch>.pth by decreasing epoch)."""
-    if args.resume or not args.auto_resume:
-        return [args.resume] if args.resume else []
-    output_dir = Path(args.output_dir)
+def run_checkpoints(output_dir):
+    """The checkpoints a run wrote to `output_dir`, newest first: checkpoint-last.pth, then
+    checkpoint-<epoch>.pth by decreasing epoch (not the temporary files of an unfinished write)."""
+    output_dir = Path(output_dir)
     numbered = [p for p in output_dir.glob('checkpoint-*.pth') if p.stem.split('-')[1].isdigit()]
     last = [output_dir / 'checkpoint-last.pth'] if (output_dir / 'checkpoint-last.pth').is_file() else []
-    return [str(p) for p in last + sorted(numbered, key=lambda p: -int(p.stem.split('-')[1]))]
+    return last + sorted(numbered, key=lambda p: -int(p.stem.split('-')[1]))
+
+
+def resume_candidates(args):
+    """--resume, or with --auto_resume the checkpoints in output_dir, newest first (run_checkpoints)."""
+    if args.resume or not args.auto_resume:
+        return [args.resume] if args.resume else []
+    return [str(p) for p in run_checkpoints(args.output_dir)]
 
 
 def resume_path(args):

@@ -119,6 +119,11 @@ def get_args_parser(protocol):
     g.add_argument('--resume', default='', help='checkpoint to continue from')
     g.add_argument('--auto_resume', action=bool_flag, default=False,
                    help='continue from the newest checkpoint in output_dir when there is one')
+    if protocol in ('pretrain', 'linprobe', 'finetune', 'tune'):
+        g.add_argument('--overwrite', action=bool_flag, default=False,
+                       help='start afresh in an output_dir that holds an earlier run, removing its checkpoints and '
+                            'TensorBoard events once the inputs are checked (without it such a run stops; '
+                            '--auto_resume continues the earlier run)')
     g.add_argument('--start_epoch', type=Range(int, 0), default=0, help='first epoch (set by --resume)')
     g.add_argument('--save_every', type=Range(int, 1), default=20,
                    help='keep checkpoint-<epoch>.pth at epochs 0, N, 2N, ... and the last (checkpoint-last.pth '

@@ -16,7 +16,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 
 from util import config, data, devices, dist, engine, malloc, output, preemption
-from util.checkpoint import first_problem, load_checkpoint, load_model, resume_path, save_model, save_preempted
+from util.checkpoint import (first_problem, load_checkpoint, load_model, resume_path, run_checkpoints, save_model,
+                             save_preempted)
 from util.evaluation import evaluate_and_save
 
 
@@ -66,6 +67,33 @@ def setup(args, training=True):
         print(note)
     print(json.dumps(vars(args), default=str))
     return device
+
+
+def earlier_run(args):
+    """The checkpoints of an earlier run in output_dir that this run starts afresh over (no --resume, nothing
+    for --auto_resume); stops with one line when there are some and --overwrite is not given."""
+    earlier = [] if resume_path(args) else run_checkpoints(args.output_dir)
+    if earlier and not args.overwrite:
+        named = ', '.join(p.name for p in earlier[:2]) + (f' and {len(earlier) - 2} more' if len(earlier) > 2 else '')
+        config.fail(f"--output_dir {args.output_dir}: holds an earlier run ({named}); --auto_resume continues "
+                    f"it, --overwrite starts afresh and replaces it, or give another folder")
+    return earlier
+
+
+def remove_earlier_run(args, earlier):
+    """--overwrite, once the new run's inputs are checked: the earlier run's checkpoints and TensorBoard events
+    (when they are in output_dir; a --log_dir elsewhere may be shared) go, so that neither --auto_resume nor
+    TensorBoard mixes the two runs; log.txt is trimmed as on any start."""
+    same = Path(args.log_dir).resolve() == Path(args.output_dir).resolve()
+    events = sorted(Path(args.output_dir).glob('events.out.tfevents.*')) if same else []
+    for path in earlier + events:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as e:
+            config.fail(f"--overwrite: cannot remove {path} ({e.strerror}); remove the earlier run by hand or give "
+                        f"another --output_dir")
+    print(f"--overwrite: removed the earlier run's {len(earlier)} checkpoint(s) and {len(events)} TensorBoard "
+          f"event file(s) from {args.output_dir}")
 
 
 def finish_evaluation(args, name, stats):
@@ -182,6 +210,7 @@ def train(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=No
     but on rank 0) and returns a dict added to the epoch's log.txt line.
     """
     device = setup(args, training=not config.eval_only(args))
+    earlier = earlier_run(args) if dist.is_main_process() and not config.eval_only(args) else []
     settings = argparse.Namespace(**vars(args))  # written to config.yaml once the inputs are checked
     dataset_train = data.build_dataset(args, 'train_feeder_args')
     dataset_val = data.build_dataset(args, 'val_feeder_args') if evaluate else None
@@ -217,6 +246,8 @@ def train(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=No
         dist.cleanup()
         return test_stats
 
+    if earlier:
+        remove_earlier_run(args, earlier)
     if dist.is_main_process():
         output.atomic_write(Path(args.output_dir) / 'config.yaml', lambda tmp: config.save_config(settings, tmp))
     trim_log(args)
