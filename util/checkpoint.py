@@ -3,7 +3,9 @@ is a one-line ValueError saying what is wrong with the file and what to do), res
 readable one, and writing them (whole or not at all) in the published format."""
 import argparse
 import pickle
+import pickletools
 import re
+import zipfile
 from pathlib import Path
 
 import torch
@@ -47,10 +49,10 @@ def read(path, map_location):
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        unsafe = re.search(r'GLOBAL (\S+)', str(e))
-        if 'Unsupported global' in str(e) and unsafe:
-            raise ValueError(f"{path}: refused to load, it needs the Python object {unsafe.group(1)}, which could "
-                             f"run code (only tensors, plain containers and "
+        refused = refused_globals(path)
+        if refused:
+            raise ValueError(f"{path}: refused to load: it holds Python objects we refuse to load "
+                             f"({', '.join(refused[:3])}), which could run code (only tensors, plain containers and "
                              f"{', '.join(g.__qualname__ for g in SAFE_GLOBALS)} are read)") from None
         error = e
     except Exception as e:  # torch's reader fails on a damaged file with OSError, RuntimeError, EOFError, ...
@@ -62,6 +64,33 @@ def read(path, map_location):
     reason = ': '.join([type(error).__name__] + message.strip().splitlines()[:1])[:120]
     raise ValueError(f"{path}: not a PyTorch checkpoint ({reason}); give a checkpoint written by main_pretrain.py, "
                      f"main_tune.py, main_linprobe.py or main_finetune.py") from None
+
+
+def refused_globals(path):
+    """The Python objects (module.name) that the pickle inside checkpoint `path` names and that the safe
+    unpickler does not allow: read from the pickle's GLOBAL / STACK_GLOBAL opcodes, whatever torch's error says.
+    Empty for a file that is not a readable torch archive."""
+    allowed = {f"{g.__module__}.{g.__qualname__}" for g in SAFE_GLOBALS}
+    try:
+        from torch._weights_only_unpickler import _get_allowed_globals
+        allowed |= set(_get_allowed_globals())
+    except (ImportError, AttributeError):  # another torch: its own allow-list, and these always
+        allowed |= {'collections.OrderedDict', 'torch._utils._rebuild_tensor_v2'}
+    found, strings = [], []
+    try:
+        with zipfile.ZipFile(path) as archive:
+            member = next(n for n in archive.namelist() if n.endswith('data.pkl'))
+            for op, arg, _ in pickletools.genops(archive.read(member)):
+                if op.name in ('SHORT_BINUNICODE', 'BINUNICODE', 'UNICODE'):
+                    strings.append(arg)
+                elif op.name == 'GLOBAL':
+                    found.append(arg.replace(' ', '.'))
+                elif op.name == 'STACK_GLOBAL' and len(strings) >= 2:
+                    found.append('.'.join(strings[-2:]))
+    except (OSError, StopIteration, ValueError, zipfile.BadZipFile, EOFError):
+        pass
+    refused = [g for g in dict.fromkeys(found) if g not in allowed and not re.fullmatch(r'torch\.\w*Storage', g)]
+    return [re.sub(r'^(__builtin__|builtins)\.', '', g) for g in refused]
 
 
 def check_content(checkpoint, name):
@@ -77,13 +106,17 @@ def check_content(checkpoint, name):
     return checkpoint
 
 
+NUMBERED = re.compile(r'checkpoint-(\d+)\.pth')  # the names save_model gives: checkpoint-<epoch>.pth
+
+
 def run_checkpoints(output_dir):
     """The checkpoints a run wrote to `output_dir`, newest first: checkpoint-last.pth, then
-    checkpoint-<epoch>.pth by decreasing epoch (not the temporary files of an unfinished write)."""
+    checkpoint-<epoch>.pth by decreasing epoch (exactly those names: not checkpoint-7-keep.pth, nor a temporary
+    file of an unfinished write)."""
     output_dir = Path(output_dir)
-    numbered = [p for p in output_dir.glob('checkpoint-*.pth') if p.stem.split('-')[1].isdigit()]
-    last = [output_dir / 'checkpoint-last.pth'] if (output_dir / 'checkpoint-last.pth').is_file() else []
-    return last + sorted(numbered, key=lambda p: -int(p.stem.split('-')[1]))
+    numbered = [(int(m[1]), p) for p in output_dir.glob('checkpoint-*.pth') if (m := NUMBERED.fullmatch(p.name))]
+    last = [output_dir / 'checkpoint-last.pth'] if (output_dir / 'checkpoint-last.pth').exists() else []
+    return last + [p for _, p in sorted(numbered, key=lambda e: -e[0])]
 
 
 def resume_candidates(args):

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from util import registry
-from util.flags import Range, get_args_parser
+from util.flags import Range, check_feeder_args, get_args_parser
 from util.model_args import run_checks
 
 # Keys that only a config (or --opts) sets: the classes to build (module.Class) and their arguments (mappings).
@@ -154,12 +154,19 @@ def resolve_class(kind, name, where):
 
 
 def check_class_args(args):
-    """Fail on a feeder/model argument that the configured class does not take, naming key and config."""
+    """Fail on a feeder/model argument that the configured class does not take, and on a feeder argument of
+    another type or out of its range (util.flags.FEEDER_ARGS), naming key and config."""
     for class_key, args_key in (('feeder', 'train_feeder_args'), ('feeder', 'val_feeder_args'),
                                 ('model', 'model_args')):
         if not hasattr(args, args_key):
             continue
         cls = resolve_class(class_key, getattr(args, class_key), f"{args.config}: {class_key}")
+        if class_key == 'feeder':
+            try:
+                setattr(args, args_key, check_feeder_args(cls, getattr(args, args_key), f"{args.config}: {args_key}"))
+            except ValueError as e:
+                fail(str(e))
+            continue
         params = inspect.signature(cls).parameters
         if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
             continue

@@ -81,19 +81,25 @@ def earlier_run(args):
 
 
 def remove_earlier_run(args, earlier):
-    """--overwrite, once the new run's inputs are checked: the earlier run's checkpoints and TensorBoard events
-    (when they are in output_dir; a --log_dir elsewhere may be shared) go, so that neither --auto_resume nor
-    TensorBoard mixes the two runs; log.txt is trimmed as on any start."""
+    """--overwrite, once the new run's inputs are checked: exactly the files the earlier run's writers name
+    (output.run_files: its checkpoints, log.txt, config.yaml, scores and tables, and its TensorBoard events when
+    they are in output_dir; a --log_dir elsewhere may be shared) go, so that neither --auto_resume nor
+    TensorBoard mixes the two runs. Every one is checked to be removable before any is removed."""
     same = Path(args.log_dir).resolve() == Path(args.output_dir).resolve()
-    events = sorted(Path(args.output_dir).glob('events.out.tfevents.*')) if same else []
-    for path in earlier + events:
+    paths = output.run_files(args.output_dir, events=same)
+    problem = output.unremovable(args.output_dir, paths)
+    if problem:
+        config.fail(f"--overwrite: {problem}; nothing removed: remove the earlier run by hand or give another "
+                    f"--output_dir")
+    for path in paths:
         try:
             path.unlink(missing_ok=True)
         except OSError as e:
-            config.fail(f"--overwrite: cannot remove {path} ({e.strerror}); remove the earlier run by hand or give "
-                        f"another --output_dir")
-    print(f"--overwrite: removed the earlier run's {len(earlier)} checkpoint(s) and {len(events)} TensorBoard "
-          f"event file(s) from {args.output_dir}")
+            config.fail(f"--overwrite: cannot remove {path} ({e.strerror}); remove the rest of the earlier run by "
+                        f"hand or give another --output_dir")
+    events = sum(output.EVENTS.fullmatch(p.name) is not None for p in paths)
+    print(f"--overwrite: removed the earlier run's {len(earlier)} checkpoint(s), {events} TensorBoard event "
+          f"file(s) and {len(paths) - len(earlier) - events} other file(s) from {args.output_dir}")
 
 
 def finish_evaluation(args, name, stats):
