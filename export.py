@@ -31,6 +31,7 @@ from model_transformer import classifier_from_checkpoint
 from util import lock
 from util.actions import action_names, guess_dataset
 from util.config import fail
+from util.flags import training_subset_note
 from util.output import make_dir
 
 INPUT_KEYS = ('p_interval', 'window_size', 'bone', 'vel')
@@ -136,6 +137,9 @@ def export(checkpoint, out):
         model, settings = classifier_from_checkpoint(checkpoint)
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
+    note = training_subset_note(settings['val_feeder_args'], checkpoint, 'not part of the export')
+    if note:
+        print(note)
     out_dir = Path(out).resolve()
     check_replaceable(out_dir, out)
     parent = make_dir(out_dir.parent, '--out')

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from feeder.augment import (centre_crop, crop_length, resample, resample_crops, rotate, rotation_matrix,
                             rotation_rows, to_bone, to_velocity)
+from data.splits import digests
 from util.actions import action_labels
 
 NUM_CHANNELS = 150  # 2 bodies x 25 joints x 3 coordinates
@@ -236,6 +237,11 @@ class Feeder(Dataset):
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._attach(load_npz(self.data_path, (self._x_key,), self._use_mmap, check=False)[0][self._x_key])
+
+    def digests(self):
+        """(len(self), 16) uint8: the digest of every sample the feeder reads (data.splits.digest), which a
+        training run stores in its checkpoints so that predict.py can tell the inputs it was trained on."""
+        return digests(self.data, self.rows)
 
     @property
     def num_classes(self):

@@ -153,6 +153,9 @@ def load_model(args, model_without_ddp, optimizer, loss_scaler):
             fail(f"--auto_resume: no readable checkpoint in {args.output_dir}; move the damaged ones away to "
                  f"start afresh")
         return None
+    problem = queue_problem(checkpoint.get('model', checkpoint))
+    if problem:
+        fail(f"--resume {path}: {problem}; the checkpoint is damaged: use an earlier one")
     try:
         model_without_ddp.load_state_dict(checkpoint.get('model', checkpoint))
     except RuntimeError as e:
@@ -174,6 +177,24 @@ def load_model(args, model_without_ddp, optimizer, loss_scaler):
         args.start_step = position['step'] if position is not None else 0
         print(f"With optimizer and scaler state; continuing at epoch {args.start_epoch} step {args.start_step}")
     return checkpoint
+
+
+def queue_problem(weights):
+    """What is impossible about the support queue's counters of a tuning checkpoint (model_tune.NNCLR: queue_ptr,
+    the next row written, and queue_len, the rows written, of a FIFO filled from row 0), or None."""
+    if 'queue' not in weights or weights['queue'].ndim != 2:
+        return None
+    size, counters = len(weights['queue']), {}
+    for key in ('queue_ptr', 'queue_len'):
+        value = weights.get(key)
+        if value is None or value.numel() != 1 or value.is_floating_point():
+            return f"{key}: expected one integer, got {None if value is None else tuple(value.shape)}"
+        counters[key] = int(value)
+    ptr, length = counters['queue_ptr'], counters['queue_len']
+    if not (0 <= ptr < size and 0 <= length <= size and (length == size or ptr == length)):
+        return (f"queue_ptr {ptr} and queue_len {length} are impossible for a queue of {size} rows (expected "
+                f"0 <= queue_ptr < {size}, 0 <= queue_len <= {size}, and queue_ptr = queue_len until it is full)")
+    return None
 
 
 def first_problem(error):

@@ -100,6 +100,16 @@ def merge(base, override):
     return out
 
 
+def stored_setting(protocol, settings, key, where):
+    """A setting `key` of the settings a checkpoint stores (`settings`, a dict), through the type and range of
+    the `protocol` flag of that name, as a config value is (one line naming `where` and the key otherwise);
+    None when it is not stored."""
+    if key not in settings:
+        return None
+    action = next(a for a in get_args_parser(protocol)._actions if a.dest == key)
+    return coerce(action, settings[key], f"{where}: args.{key}")
+
+
 def coerce(action, value, where):
     """`value` (from YAML or --opts) converted to the type of the command-line flag `action` and checked against
     its range (util.flags.Range); a list of them for a flag taking several values (one value is a list of one)."""

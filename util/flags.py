@@ -105,6 +105,18 @@ FEEDER_ARGS = {
 TRAINING_SUBSET = ('data_ratio', 'subset_seed', 'balanced_subset', 'exclude_actions', 'debug')
 
 
+def training_subset_note(feeder_args, source, instead):
+    """The one-line note naming the feeder arguments stored in `source` that choose training samples and would
+    change the result (TRAINING_SUBSET with other values than all samples), and what the tool does `instead`;
+    None when there are none."""
+    changing = {k: feeder_args[k] for k in ('data_ratio', 'exclude_actions', 'debug')
+                if feeder_args.get(k) not in (None, 1, [], (), False)}
+    if not changing:
+        return None
+    named = ', '.join(f"{k}={v}" for k, v in changing.items())
+    return f"note: {source} stores val_feeder_args {named}, which choose training samples: {instead}"
+
+
 def feeder_params(cls):
     """The keyword arguments feeder class `cls` takes (with those of its bases when it passes **kwargs on)."""
     params = set()

@@ -107,6 +107,9 @@ class KNN:
         self.queries = data.build_dataset(args, key, **query_args)
         self.bank_index = bank_subset(len(self.bank), args.knn_max_train)
         self.ks, self.t, self.amp = neighbour_counts(args), args.knn_t, args.amp
+        if len(self.bank_index) and max(self.ks) > len(self.bank_index):
+            fail(f"--k {max(self.ks)}: more neighbours than the {len(self.bank_index)} training samples in the bank "
+                 f"of {self.bank.data_path}; give --k {len(self.bank_index)} or less")
         self.loader_options = loader_options(args)
 
     def __call__(self, encoder, device, name=None):

@@ -222,6 +222,9 @@ def train(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=No
     dataset_val = data.build_dataset(args, 'val_feeder_args') if evaluate else None
     loader_train, loader_val = data.build_loaders(args, dataset_train, dataset_val)
     augment = data.batch_augmenter(dataset_train) if args.gpu_aug else None
+    trained_on = {}  # stored in every checkpoint beside the weights: what the run was trained on (data.splits)
+    if dist.is_main_process() and not config.eval_only(args) and hasattr(dataset_train, 'digests'):
+        trained_on['train_digests'] = torch.from_numpy(dataset_train.digests())
 
     model = build_model(args)
     if prepare_model is not None:
@@ -235,8 +238,8 @@ def train(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=No
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
     model_eval = model_without_ddp
     if args.compile:
-        import torch._inductor.config
-        torch._inductor.config.fallback_random = True  # the eager random draws (masking, drop path)
+        from torch._inductor import config as inductor_config
+        inductor_config.fallback_random = True  # the eager random draws (masking, drop path)
         model, model_eval = torch.compile(model), torch.compile(model_without_ddp)
     loss_scaler = devices.LossScaler(args, device)
     checkpoint = load_model(args, model_without_ddp, optimizer, loss_scaler) or {}
@@ -268,7 +271,7 @@ def train(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=No
                                       augment=augment, position=position)
         position = train_stats.get('position')
         if position is not None:
-            save_preempted(args, epoch, position, model_without_ddp, optimizer, loss_scaler, **best)
+            save_preempted(args, epoch, position, model_without_ddp, optimizer, loss_scaler, **best, **trained_on)
             stop_preempted(args, log_writer, f"epoch {epoch} step {position['step']}")
         stats = {**{f'train_{k}': v for k, v in train_stats.items()}, 'epoch': epoch, 'n_parameters': n_parameters}
         scalars = {'perf/samples_per_s': train_stats['samples_per_s'], 'perf/epoch_time_s': train_stats['epoch_time']}
@@ -291,7 +294,7 @@ def train(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=No
                 log_writer.add_scalar(tag, value, engine.tensorboard_step(epoch + 1))
             log_writer.flush()
         output.log_stats(args, stats)
-        save_model(args, epoch, model_without_ddp, optimizer, loss_scaler, **best)
+        save_model(args, epoch, model_without_ddp, optimizer, loss_scaler, **best, **trained_on)
         if epoch + 1 < args.epochs and preemption.requested():
             stop_preempted(args, log_writer, f"the end of epoch {epoch}")
     preemption.restore()
