@@ -387,3 +387,17 @@ def test_the_table_covers_every_tool_and_kind():
     kinds = {'missing', 'empty', 'truncated', 'unreadable', 'wrong kind', 'out of range', 'concurrent', 'full disk',
              'full disk at start', 'earlier run'}
     assert {r[0] for r in ROWS} == set(TOOLS) and {r[1] for r in ROWS} == kinds
+
+
+def test_an_npz_that_cannot_be_read_is_not_called_another_kind_of_file(inputs, monkeypatch):
+    """chmod 000 stops no root: the open is refused instead. The line says the file cannot be read, not that it
+    is no .npz archive."""
+    import feeder.feeder_ntu
+
+    def refuse(file, *args, **kwargs):
+        raise PermissionError(13, 'Permission denied', str(file))
+    monkeypatch.setattr(feeder.feeder_ntu, 'open', refuse, raising=False)
+    path = inputs / 'NTU60_XSub.npz'
+    with pytest.raises(ValueError) as error:
+        feeder.feeder_ntu.load_npz(path, ('x_test',))
+    assert str(error.value) == f"{path}: cannot be read (Permission denied); check its permissions"

@@ -3,6 +3,7 @@
 stops in one line naming the file, the key and what is allowed. Class names resolve only through
 util/registry.py."""
 import json
+import os
 import pathlib
 import pickle
 import re
@@ -15,13 +16,15 @@ import torch
 import yaml
 
 import ensemble
+import export
 import main_finetune
 import main_knn
 import main_linprobe
 import main_pretrain
+import predict
 import visualize
 from model_transformer import load_exported
-from train_fixtures import (CHECKPOINT_READERS, ROOT, one_line_exit, run_entry, train_entry,
+from train_fixtures import (CHECKPOINT_READERS, ROOT, TINY_WINDOW, one_line_exit, one_thread, run_entry, train_entry,
                             write_classifier_checkpoint)
 from util import config, registry
 
@@ -239,3 +242,90 @@ def test_a_class_is_allowed_once_registered_in_code_and_only_as_its_kind(monkeyp
     monkeypatch.setitem(registry.MODELS, 'collections.OrderedDict', 'a researcher-added model')
     from collections import OrderedDict
     assert registry.resolve('model', 'collections.OrderedDict', 'here') is OrderedDict
+
+
+# ------------------------------------------------------------------------------------------------ stored settings
+
+def stored(path, tmp_path, change, **kwargs):
+    """A tiny classifier checkpoint at `path` whose stored settings `change(args)` alters; returns str(path)."""
+    write_classifier_checkpoint(path, 'finetune', **kwargs)
+    checkpoint = torch.load(path, weights_only=True)
+    change(checkpoint['args'])
+    torch.save(checkpoint, path)
+    return str(path)
+
+
+def listing(folder):
+    """{path: (kind, bytes)} of everything under `folder`: what a run must leave as it was."""
+    return {p: ('fifo' if p.is_fifo() else 'dir' if p.is_dir() else p.read_bytes()) for p in sorted(folder.rglob('*'))
+            if not p.name.endswith('.lock')}
+
+
+def test_a_data_path_a_checkpoint_stores_is_never_opened(work, tmp_path):
+    """The training and test data paths a checkpoint stores are pipes: predict.py (a real process; opening one
+    would block forever) scores the data of its command line and ends; the pipes are as they were."""
+    fifo = tmp_path / 'NTU60_XSub.npz'
+    os.mkfifo(fifo)
+
+    def to_fifo(args):
+        args['val_feeder_args']['data_path'] = str(fifo)
+        args['train_feeder_args'] = {'data_path': str(fifo)}
+    checkpoint = stored(tmp_path / 'c.pth', tmp_path, to_fifo)
+    before = listing(tmp_path)
+    result = subprocess.run([sys.executable, str(ROOT / 'predict.py'), '--checkpoint', checkpoint, str(work['npz']),
+                             '--device', 'cpu'], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                            env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"11 samples of {work['npz']}" in result.stdout
+    assert listing(tmp_path) == before
+
+
+@pytest.mark.parametrize('key, value', [('data_ratio', 0.1), ('exclude_actions', [1, 2]), ('debug', True)])
+def test_stored_settings_that_choose_training_samples_are_not_applied(work, tmp_path, capsys, key, value):
+    """Every test sample is scored (as with no such setting), and one note says what was not applied; the
+    export leaves them out, with the same note."""
+    checkpoint = stored(tmp_path / 'c.pth', tmp_path, lambda args: args['val_feeder_args'].update({key: value}))
+    plain = stored(tmp_path / 'plain.pth', tmp_path, lambda args: None)
+    with one_thread():
+        names, logits, _ = predict.main(['--checkpoint', checkpoint, str(work['npz']), '--device', 'cpu'])
+        all_names, all_logits, _ = predict.main(['--checkpoint', plain, str(work['npz']), '--device', 'cpu'])
+    assert names == all_names and len(names) == 11
+    np.testing.assert_array_equal(logits, all_logits)
+    note = (f"note: {checkpoint} stores val_feeder_args {key}={value}, which choose training samples: not "
+            f"applied, every input is scored")
+    assert [line for line in capsys.readouterr().out.splitlines() if 'choose training samples' in line] == [note]
+    export.main([checkpoint, '--out', str(tmp_path / 'exported')])
+    assert (f"note: {checkpoint} stores val_feeder_args {key}={value}, which choose training samples: not part of "
+            f"the export") in capsys.readouterr().out
+    exported = json.loads((tmp_path / 'exported' / 'config.json').read_text())
+    assert key not in exported['input'] and exported['input']['window_size'] == TINY_WINDOW
+
+
+def peak_memory(*argv):
+    """(peak resident memory in MB, exit status, stdout lines) of the process `argv` (python and its arguments)."""
+    measure = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode); print(r.stderr, end='')")
+    result = subprocess.run([sys.executable, '-c', measure, sys.executable, *map(str, argv)], capture_output=True,
+                            text=True, cwd=ROOT, timeout=300, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    peak_kb, status = map(int, result.stdout.splitlines()[0].split())
+    return peak_kb / 1024, status, result.stdout.splitlines()[1:]
+
+
+def test_model_args_are_checked_against_the_weights_before_a_model_is_built(work, tmp_path):
+    """A 43 MB checkpoint whose stored model_args describe a model of 1.2 GB (width 1024, 24 blocks): refused in
+    one line, the process's peak resident memory (measured) less than 500 MB above what predict.py takes to
+    start (its imports: torch alone takes about 520 MB with a CUDA build)."""
+    def huge(args):
+        args['model_args'].update(dim_feat=1024, depth=24, num_heads=16)
+    path = tmp_path / 'huge.pth'
+    checkpoint = stored(path, tmp_path, huge)
+    padded = torch.load(path, weights_only=True)
+    padded['model']['padding'] = torch.zeros((43_000_000 - path.stat().st_size) // 4)
+    torch.save(padded, path)
+    assert 42.9e6 < path.stat().st_size < 43.1e6
+    start, status, _ = peak_memory(ROOT / 'predict.py', '--help')
+    peak, status, stderr = peak_memory(ROOT / 'predict.py', '--checkpoint', checkpoint, work['npz'], '--device', 'cpu')
+    assert status == 1 and stderr == [
+        f"error: {checkpoint}: the stored model_args do not fit its weights: dim_feat is 1024, the weights have 32"]
+    print(f"peak resident memory of predict.py: {start:.0f} MB to start, {peak:.0f} MB refusing the checkpoint")
+    assert peak - start < 500

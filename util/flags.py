@@ -109,8 +109,8 @@ def training_subset_note(feeder_args, source, instead):
     """The one-line note naming the feeder arguments stored in `source` that choose training samples and would
     change the result (TRAINING_SUBSET with other values than all samples), and what the tool does `instead`;
     None when there are none."""
-    changing = {k: feeder_args[k] for k in ('data_ratio', 'exclude_actions', 'debug')
-                if feeder_args.get(k) not in (None, 1, [], (), False)}
+    changing = {k: v for k, v in feeder_args.items() if (k == 'data_ratio' and v < 1) or
+                (k == 'exclude_actions' and v) or (k == 'debug' and v is True)}
     if not changing:
         return None
     named = ', '.join(f"{k}={v}" for k, v in changing.items())
