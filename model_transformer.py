@@ -293,8 +293,8 @@ def classifier_from_checkpoint(checkpoint):
     if not issubclass(cls, SkeletonTransformer):
         raise ValueError(f"{name}: a pre-training checkpoint ({settings['model']}); use the checkpoint of a "
                          f"linear probe or fine-tuning run (main_linprobe.py, main_finetune.py)")
-    settings['val_feeder_args'] = check_feeder_args(feeder, settings.get('val_feeder_args', {}),
-                                                    f"{name}: args.val_feeder_args")
+    settings['val_feeder_args'] = check_feeder_args(feeder, settings.get('val_feeder_args', {}), name,
+                                                    'args.val_feeder_args')
     model_args = settings['model_args']
     try:
         if not isinstance(model_args, dict):
@@ -333,7 +333,7 @@ def load_exported(directory):
     if not issubclass(cls, SkeletonTransformer):
         raise ValueError(f"{path}: model {config['model']} is not a classifier")
     feeder = registry.resolve('feeder', 'feeder.feeder_ntu.Feeder', f"{path}: input")
-    check_feeder_args(feeder, config.get('input', {}), f"{path}: input")
+    check_feeder_args(feeder, config.get('input', {}), path, 'input')
     try:
         run_checks(cls, cls.ARG_CHECKS, config.get('model_args'))
     except (TypeError, ValueError) as e:

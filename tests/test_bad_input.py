@@ -108,7 +108,7 @@ ROWS = [
      'window_zero.pth: args.val_feeder_args.window_size: expected -1 (keep the frames) or an integer in [1, 1000], '
      'got 0'),
     ('predict.py', 'wrong kind', lambda w: [P, w.ins / 'unknown_key.pth', w.ins / 'ntu'],
-     "unknown_key.pth: args.val_feeder_args: unknown key 'shuffle_joints' (feeder.feeder_ntu.Feeder takes: "),
+     "unknown_key.pth: unknown key 'shuffle_joints' in args.val_feeder_args (feeder.feeder_ntu.Feeder takes: "),
     ('predict.py', 'wrong kind', lambda w: [P, w.ins / 'bad_exclude.pth', w.ins / 'ntu'],
      'bad_exclude.pth: args.val_feeder_args.exclude_actions: expected an integer >= 1, got abc'),
     ('predict.py', 'wrong kind', lambda w: [P, w.ins / 'other_shapes.pth', w.ins / 'ntu'],
@@ -149,7 +149,7 @@ ROWS = [
      'window_zero.pth: args.val_feeder_args.window_size: expected -1 (keep the frames) or an integer in [1, 1000], '
      'got 0'),
     ('export.py', 'wrong kind', lambda w: [w.ins / 'unknown_key.pth', '--out', w.out / 'm'],
-     "unknown_key.pth: args.val_feeder_args: unknown key 'shuffle_joints'"),
+     "unknown_key.pth: unknown key 'shuffle_joints' in args.val_feeder_args"),
     ('export.py', 'wrong kind', lambda w: [w.ins / 'other_shapes.pth', '--out', w.out / 'm'],
      'other_shapes.pth: the stored model_args do not fit its weights: depth is 40, the weights have 1'),
     ('data.ntu', 'missing', lambda w: [*NTU, '--raw-dir', w.ins / 'nope', OUT, w.out], 'nope: no such folder'),

@@ -12,7 +12,7 @@ import torch
 
 from util import dist
 from util.config import eval_only, fail
-from util.output import atomic_copy, atomic_save
+from util.output import NUMBERED, atomic_copy, atomic_save
 
 # Beyond tensors, dicts, lists, tuples, numbers and strings (always allowed by weights_only=True), a
 # checkpoint written by main_pretrain.py / main_finetune.py holds the command-line arguments under 'args'.
@@ -104,9 +104,6 @@ def check_content(checkpoint, name):
         raise ValueError(f"{name}: no weights in this file (expected a dict of tensors under 'model', or a state "
                          f"dict; found {found}); give a checkpoint written by the training entry points")
     return checkpoint
-
-
-NUMBERED = re.compile(r'checkpoint-(\d+)\.pth')  # the names save_model gives: checkpoint-<epoch>.pth
 
 
 def run_checkpoints(output_dir):

@@ -173,7 +173,7 @@ def check_class_args(args):
         cls = resolve_class(class_key, getattr(args, class_key), f"{args.config}: {class_key}")
         if class_key == 'feeder':
             try:
-                setattr(args, args_key, check_feeder_args(cls, getattr(args, args_key), f"{args.config}: {args_key}"))
+                setattr(args, args_key, check_feeder_args(cls, getattr(args, args_key), args.config, args_key))
             except ValueError as e:
                 fail(str(e))
             continue

@@ -131,20 +131,20 @@ def feeder_params(cls):
     return params
 
 
-def check_feeder_args(cls, values, where):
-    """`values` (a mapping of feeder arguments for class `cls`) with each converted by its FEEDER_ARGS type;
-    a one-line ValueError naming `where`, the key, the value and what is expected otherwise."""
+def check_feeder_args(cls, values, where, name):
+    """`values` (the mapping `name` of feeder arguments for class `cls`, read from `where`) with each converted by
+    its FEEDER_ARGS type; a one-line ValueError naming `where`, the key, the value and what is expected otherwise."""
     if not isinstance(values, dict):
-        raise ValueError(f"{where}: expected a mapping of feeder arguments, got {values!r:.60}")
+        raise ValueError(f"{where}: {name}: expected a mapping of feeder arguments, got {values!r:.60}")
     params, checked = feeder_params(cls), {}
     for key, value in values.items():
         if key not in params or key not in FEEDER_ARGS:
-            raise ValueError(f"{where}: unknown key {key!r:.60} ({cls.__module__}.{cls.__name__} takes: "
+            raise ValueError(f"{where}: unknown key {key!r:.60} in {name} ({cls.__module__}.{cls.__name__} takes: "
                              f"{', '.join(sorted(params & set(FEEDER_ARGS)))})")
         try:
             checked[key] = FEEDER_ARGS[key](value)
         except argparse.ArgumentTypeError as e:
-            raise ValueError(f"{where}.{key}: {e}") from None
+            raise ValueError(f"{where}: {name}.{key}: {e}") from None
     return checked
 
 

@@ -15,7 +15,7 @@ from util.config import fail
 # The files a run writes into its output folder, by exact name: what --overwrite removes of an earlier run.
 RUN_FILES = ('checkpoint-last.pth', 'log.txt', 'config.yaml', 'per_class.csv', 'scores.npz', 'knn.json',
              'fewshot.json')
-NUMBERED = re.compile(r'checkpoint-\d+\.pth')
+NUMBERED = re.compile(r'checkpoint-(\d+)\.pth')  # save_model's checkpoint-<epoch>.pth
 EVENTS = re.compile(r'events\.out\.tfevents\.\d+\.[^/]+\.\d+\.\d+')  # SummaryWriter's: time, host, pid, count
 
 
