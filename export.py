@@ -127,7 +127,7 @@ def remove_stale_exports(parent, name, earlier):
     """The staging and set-aside folders that a killed export (pid `earlier`, util.lock.hold) left beside `out`:
     exactly those named by util.lock.temporary for `name` and holding only export files."""
     for folder in lock.stale(parent, earlier, kind=stat.S_ISDIR):
-        if lock.TEMPORARY.fullmatch(folder.name)['name'] == name:
+        if lock.temporary_of(folder.name)['name'] == name:
             remove_export(folder)
 
 

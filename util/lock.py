@@ -4,7 +4,8 @@ leftovers of killed ones.
 A second process that wants the same output stops with one line naming the holder's pid. The lock file holds
 the holder's pid and is removed when the holder ends (release(), or at the exit of the process); the kernel
 releases the lock of a killed process, whose pid stays in the file. Temporary files are created exclusively
-(O_EXCL, never through a link) under a name of our own, `.<name>.tmp<pid>.<8 random characters>.mamp`, where
+(O_EXCL, never through a link) under a name of our own, `.<name>.tmp<pid>.<8 random characters>.mamp<suffix>`
+(<suffix>: the name's own, e.g. `.png`, so that a writer choosing its format by the suffix is not misled), where
 <pid> is the process that holds the output's lock. The next holder removes exactly those temporaries whose
 pid is the one a killed holder left in the lock file (that pid is the marker: only we write it): regular
 files only, never a folder, never a file named otherwise.
@@ -22,7 +23,7 @@ from util.config import fail
 
 _held = {}  # lock file -> its open descriptor in this process; closing it (or the process dying) unlocks
 owner = os.getpid()  # the pid temporaries are named with: the run's (a worker process sets its parent's)
-TEMPORARY = re.compile(r'\.(?P<name>.+)\.tmp(?P<pid>\d+)\.[a-z0-9_]{8}\.mamp')
+TEMPORARY = re.compile(r'\.(?P<name>.+)\.tmp(?P<pid>\d+)\.[a-z0-9_]{8}\.mamp(?P<suffix>(\.[A-Za-z0-9]+)?)')
 
 
 def hold(lock, flag, output, user):
@@ -111,12 +112,18 @@ def temporary(path, folder=False):
     """A new empty file (or with `folder`, folder) beside `path`, created exclusively under a name only this
     run uses (TEMPORARY); returns its Path. Nothing already there, a link included, is opened or followed."""
     path = Path(path)
-    options = {'prefix': f'.{path.name}.tmp{owner}.', 'suffix': '.mamp', 'dir': path.parent}
+    options = {'prefix': f'.{path.name}.tmp{owner}.', 'suffix': f'.mamp{path.suffix}', 'dir': path.parent}
     if folder:
         return Path(tempfile.mkdtemp(**options))
     fd, name = tempfile.mkstemp(**options)
     os.close(fd)
     return Path(name)
+
+
+def temporary_of(name):
+    """The match of file name `name` when it is one temporary() gives (its parts: name, pid), else None."""
+    match = TEMPORARY.fullmatch(name)
+    return match if match and match['suffix'] == Path(match['name']).suffix else None
 
 
 def stale(folder, earlier, kind=stat.S_ISREG):
@@ -126,7 +133,7 @@ def stale(folder, earlier, kind=stat.S_ISREG):
         return []
     found = []
     for path in sorted(Path(folder).iterdir()):
-        match = TEMPORARY.fullmatch(path.name)
+        match = temporary_of(path.name)
         if match and int(match['pid']) == earlier and kind(path.lstat().st_mode):
             found.append(path)
     return found
