@@ -115,6 +115,8 @@ ROWS = [
      'other_shapes.pth: the stored model_args do not fit its weights: depth is 40, the weights have 1'),
     ('predict.py', 'wrong kind', lambda w: [P, w.ins / CK, w.ins / 'mixed'],
      'give either NTU .skeleton files, PKU-MMD .txt files or one .npz, not a mix'),
+    ('predict.py', 'wrong kind', lambda w: [P, w.ins / CK, *sorted((w.ins / 'mixed').iterdir())],
+     'give either NTU .skeleton files, PKU-MMD .txt files or one .npz, not a mix'),
     ('predict.py', 'out of range', lambda w: [P, w.ins / CK, w.ins / 'nan' / 'NTU60_XSub.npz'],
      'nan/NTU60_XSub.npz: x_test[2, 5, 7] is nan, not a finite number'),
     ('ensemble.py', 'missing', lambda w: [w.ins / 'a.npz', w.ins / 'nope.npz'], 'nope.npz: no such file'),

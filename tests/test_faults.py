@@ -150,6 +150,35 @@ def test_a_finished_run_is_replaced_only_with_overwrite(work, finished, tmp_path
     assert len(events) == 1 and events[0].name not in before
 
 
+def test_a_data_command_removes_only_what_a_killed_run_of_its_own_left(tmp_path):
+    """data.ntu into an --out-dir and --cache-dir holding the user's files named like temporaries (a file, a folder)
+    and a killed run's lock file and temporary file: the run removes that temporary file only, and every other file
+    is as it was; the finished run leaves no lock."""
+    from data import ntu, synthetic
+    from data.pipeline import run_command
+    from util import lock
+    raw, out, cache = tmp_path / 'synthetic' / 'raw', tmp_path / 'out', tmp_path / 'cache'
+    synthetic.main(['--out-dir', str(tmp_path / 'synthetic'), '--format', 'skeleton', '--num-train', '2',
+                    '--num-test', '1'])
+    lock.release()
+    dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True,
+                          text=True).stdout.strip()
+    for folder in (out, cache):
+        (folder / 'notes.tmp999999').mkdir(parents=True)
+        (folder / 'notes.tmp999999' / 'draft.txt').write_text('mine')
+        (folder / 'thesis.tmp999999.tex').write_text('\\begin{document}')
+        (folder / f'NTU60_XSub.npz.tmp{dead}').write_bytes(b'PK not ours')
+    (out / '.lock').write_text(f'{dead}\n')
+    killed = out / f'.NTU60_XSub.npz.tmp{dead}.abcd1234.mamp.npz'
+    killed.write_bytes(b'PK cut short')
+    before = {p: p.read_bytes() for p in sorted(tmp_path.rglob('*')) if p.is_file() and p not in (killed, out / '.lock')}
+    run_command(lambda: ntu.main(['--dataset', 'ntu60', '--raw-dir', str(raw), '--out-dir', str(out), '--cache-dir',
+                                  str(cache), '--workers', '1']))
+    lock.release()
+    assert {p: p.read_bytes() for p in before} == before
+    assert not killed.exists() and not (out / '.lock').exists() and (out / 'NTU60_XSub.npz').is_file()
+
+
 def test_a_link_at_a_temporary_name_is_never_written_through(work, tmp_path):
     """Links planted at the names a checkpoint's temporary file had (checkpoint-0.tmp<pid>.pth, ...): the run
     writes its own new files, the links and their targets outside the folder stay as they were; the finished
