@@ -118,7 +118,7 @@ def main(argv=None):
     parser.add_argument('--out', help='write the predictions to this .csv or .json instead of printing them')
     parser.add_argument('--scores', help='also write names, logits and labels to this .npz (for ensemble.py)')
     parser.add_argument('--per_class', help='also write the top-1 accuracy of every class to this .csv (the '
-                                            'samples of known action outside the training split)')
+                                            'samples of known action not seen in training)')
     parser.add_argument('--split', choices=('train', 'test'), default='test', help='split of an .npz input')
     parser.add_argument('--labels', help='PKU-MMD label file of the (one) skeleton file given')
     parser.add_argument('--start', type=Range(int, 0), help='first frame of the clip of a PKU-MMD-format file')
@@ -210,7 +210,7 @@ def main(argv=None):
               f"(for ensemble.py)")
     if args.per_class:
         write_class_table(args.per_class, logits, np.where(split == TRAIN, -1, labels), action_names(dataset))
-        print(f"Top-1 accuracy of every class (samples of known action outside the training split) written to "
+        print(f"Top-1 accuracy of every class (samples of known action not seen in training) written to "
               f"{args.per_class}")
     return names, logits, labels
 

@@ -76,17 +76,23 @@ def refused_globals(path):
         allowed |= set(_get_allowed_globals())
     except (ImportError, AttributeError):  # another torch: its own allow-list, and these always
         allowed |= {'collections.OrderedDict', 'torch._utils._rebuild_tensor_v2'}
-    found, strings = [], []
+    found, strings, memo, previous = [], [], {}, None
     try:
         with zipfile.ZipFile(path) as archive:
             member = next(n for n in archive.namelist() if n.endswith('data.pkl'))
             for op, arg, _ in pickletools.genops(archive.read(member)):
                 if op.name in ('SHORT_BINUNICODE', 'BINUNICODE', 'UNICODE'):
                     strings.append(arg)
+                elif op.name in ('BINPUT', 'LONG_BINPUT', 'MEMOIZE') and previous in ('SHORT_BINUNICODE', 'BINUNICODE',
+                                                                                  'UNICODE'):
+                    memo[len(memo) if arg is None else arg] = strings[-1]
+                elif op.name in ('BINGET', 'LONG_BINGET') and arg in memo:
+                    strings.append(memo[arg])
                 elif op.name == 'GLOBAL':
                     found.append(arg.replace(' ', '.'))
                 elif op.name == 'STACK_GLOBAL' and len(strings) >= 2:
                     found.append('.'.join(strings[-2:]))
+                previous = op.name
     except (OSError, StopIteration, ValueError, zipfile.BadZipFile, EOFError):
         pass
     refused = [g for g in dict.fromkeys(found) if g not in allowed and not re.fullmatch(r'torch\.\w*Storage', g)]
