@@ -329,3 +329,26 @@ def test_model_args_are_checked_against_the_weights_before_a_model_is_built(work
         f"error: {checkpoint}: the stored model_args do not fit its weights: dim_feat is 1024, the weights have 32"]
     print(f"peak resident memory of predict.py: {start:.0f} MB to start, {peak:.0f} MB refusing the checkpoint")
     assert peak - start < 500
+
+
+@pytest.mark.parametrize('change, expected', [
+    (lambda c: c['input'].update(window_size=0), r"config.json: input.window_size: expected -1 \(keep the frames\) or "
+                                                 r"an integer in \[1, 1000\], got 0"),
+    (lambda c: c['input'].update(shuffle=True), r"config.json: unknown key 'shuffle' in input"),
+    (lambda c: c['model_args'].update(depth=40), r"config.json: the stored model_args do not fit its weights: depth "
+                                                 r"is 40, the weights have 1")])
+def test_an_exported_config_goes_through_the_same_checks(tmp_path, change, expected):
+    """config.json of an export (as export.py writes it) with a setting out of range, an unknown key or model_args
+    that do not fit model.safetensors: one ValueError, before a model is built."""
+    from safetensors.torch import save_file
+    model = write_classifier_checkpoint(tmp_path / 'c.pth', 'finetune')
+    settings = torch.load(tmp_path / 'c.pth', weights_only=True)['args']
+    config_json = {'model': settings['model'], 'model_args': settings['model_args'],
+                   'input': {'p_interval': [0.95], 'window_size': TINY_WINDOW, 'bone': False, 'vel': False}}
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / 'model.safetensors')
+    (tmp_path / 'config.json').write_text(json.dumps(config_json))
+    assert load_exported(tmp_path).head.fc2.out_features == 60
+    change(config_json)
+    (tmp_path / 'config.json').write_text(json.dumps(config_json))
+    with pytest.raises(ValueError, match=expected):
+        load_exported(tmp_path)
