@@ -31,6 +31,7 @@ second body is present in nearly every frame, and where none is tracked its 75 v
 instances). Every instance ends inside its video and is 21 to 263 frames long, so none is cut at 300.
 """
 import argparse
+import math
 import os
 from pathlib import Path
 
@@ -62,8 +63,9 @@ def read_pku_skeleton(path):
         raise BadInput(path, tokens.line_of(e.index) + 1, f"{excerpt(e.text)} is not a number") from None
 
 
-def read_labels(path):
-    """[(line index k, 0-based label, start, end, line number)] of a label file `label,start,end,confidence`."""
+def read_label_lines(path):
+    """[(line number, action number, start, end, confidence)] of a label or proposal file, one line
+    `label,start,end,confidence` per action instance (integers, then a number; blank lines ignored)."""
     instances = []
     with open(path, encoding="utf-8", errors="replace") as f:
         for number, line in enumerate(f, 1):
@@ -74,15 +76,23 @@ def read_labels(path):
                 if len(fields) != 4:
                     raise ValueError
                 label, start, end = map(int, fields[:3])
-                float(fields[3])
+                confidence = float(fields[3])
+                if not math.isfinite(confidence):
+                    raise ValueError
             except ValueError:
                 raise BadInput(path, number, f"expected label,start,end,confidence (integers, then a number), "
                                              f"found {excerpt(line.strip())}") from None
             if not 1 <= label <= NUM_CLASSES or start < 0 or end < 0:
                 raise BadInput(path, number, f"expected a label in 1..{NUM_CLASSES} and non-negative frames, "
                                              f"found {excerpt(line.strip())}")
-            instances.append((len(instances), label - 1, start, end, number))
+            instances.append((number, label, start, end, confidence))
     return instances
+
+
+def read_labels(path):
+    """[(line index k, 0-based label, start, end, line number)] of a label file `label,start,end,confidence`."""
+    return [(k, label - 1, start, end, number)
+            for k, (number, label, start, end, _) in enumerate(read_label_lines(path))]
 
 
 def find_split_file(raw_dir, kind, phase):
