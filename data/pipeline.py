@@ -105,7 +105,7 @@ class Rows:
     """An array given as an iterator of blocks along axis 0: shape, dtype and blocks of shape[1:]-rows."""
 
     def __init__(self, shape, dtype, blocks):
-        self.shape, self.dtype, self.blocks = tuple(shape), np.dtype(dtype), blocks
+        self.shape, self.dtype, self.blocks = tuple(map(int, shape)), np.dtype(dtype), blocks
 
 
 def write_npz(path, arrays):
@@ -145,6 +145,18 @@ def _write_rows(f, key, rows):
         written += len(block)
     if written != rows.shape[0]:
         raise ValueError(f"{key}: {written} rows written, {rows.shape[0]} declared")
+
+
+def write_text(path, text):
+    """Write `text` to `path` as it is (no newline translation) to a temporary file of its own
+    (util.lock.temporary), then rename."""
+    tmp = lock.temporary(path)
+    try:
+        with open(tmp, "w", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def save_npz_atomic(path, arrays):
