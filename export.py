@@ -14,13 +14,14 @@ model_transformer.load_exported(DIR) rebuilds the classifier from model.safetens
 
 The export is built in a new folder beside --out, then renamed to --out: --out holds the whole new export or
 the earlier one, never a mix, also when the export fails (a full disk) or is killed. An export holds a lock
-beside --out (.<name>.lock); a second export into the same --out stops with one line naming its pid.
+beside --out (.<name>.lock); a second export into the same --out stops with one line naming its pid. The
+folders of a killed export (named by util.lock.temporary, holding only export files) go at the next export.
 """
 import argparse
 import io
 import json
 import os
-import shutil
+import stat
 from pathlib import Path
 
 import torch
@@ -30,6 +31,7 @@ from model_transformer import classifier_from_checkpoint
 from util import lock
 from util.actions import action_names, guess_dataset
 from util.config import fail
+from util.flags import training_subset_note
 from util.output import make_dir
 
 INPUT_KEYS = ('p_interval', 'window_size', 'bone', 'vel')
@@ -96,17 +98,37 @@ def check_replaceable(out_dir, flag_value):
 
 
 def swap_in(new, out_dir):
-    """Rename folder `new` to `out_dir`; an earlier `out_dir` is renamed aside first, then deleted."""
-    old = new.with_name(f'{new.name}.old')  # a killed export leaves it to util.lock.remove_stale
-    if out_dir.exists():
-        os.rename(out_dir, old)
+    """Rename folder `new` to `out_dir`; an earlier `out_dir` is renamed aside first (to a temporary folder of
+    this export), then deleted."""
+    old = lock.temporary(out_dir, folder=True)  # a killed export leaves it to remove_stale_exports
     try:
-        os.rename(new, out_dir)
-    except OSError:
-        if old.exists():
-            os.rename(old, out_dir)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+        if out_dir.exists():
+            os.rename(out_dir, old)
+        try:
+            os.rename(new, out_dir)
+        except OSError:
+            if not out_dir.exists() and any(old.iterdir()):
+                os.rename(old, out_dir)
+            raise
+    finally:
+        remove_export(old)
+
+
+def remove_export(folder):
+    """Delete `folder` when it holds nothing but the files of an export (a staging or set-aside folder of ours)."""
+    if folder.is_dir() and not folder.is_symlink() and all(p.name in FILES and p.is_file() and not p.is_symlink()
+                                                           for p in folder.iterdir()):
+        for path in folder.iterdir():
+            path.unlink()
+        folder.rmdir()
+
+
+def remove_stale_exports(parent, name, earlier):
+    """The staging and set-aside folders that a killed export (pid `earlier`, util.lock.hold) left beside `out`:
+    exactly those named by util.lock.temporary for `name` and holding only export files."""
+    for folder in lock.stale(parent, earlier, kind=stat.S_ISDIR):
+        if lock.temporary_of(folder.name)['name'] == name:
+            remove_export(folder)
 
 
 def export(checkpoint, out):
@@ -115,16 +137,19 @@ def export(checkpoint, out):
         model, settings = classifier_from_checkpoint(checkpoint)
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
+    note = training_subset_note(settings['val_feeder_args'], checkpoint, 'not part of the export')
+    if note:
+        print(note)
     out_dir = Path(out).resolve()
     check_replaceable(out_dir, out)
     parent = make_dir(out_dir.parent, '--out')
-    with lock.held(parent / f'.{out_dir.name}.lock', '--out', out, 'another export'):
+    with lock.held(parent / f'.{out_dir.name}.lock', '--out', out, 'another export') as earlier:
         check_replaceable(out_dir, out)  # again: another export may have written it meanwhile
-        lock.remove_stale(parent, out_dir.name)
+        remove_stale_exports(parent, out_dir.name, earlier)
         files = export_files(checkpoint, model, settings)
-        new = target = parent / f'{out_dir.name}.tmp{os.getpid()}'
+        new = target = None
         try:
-            new.mkdir()
+            new = target = lock.temporary(out_dir, folder=True)
             for name, data in files.items():
                 target = new / name
                 target.write_bytes(data)
@@ -133,7 +158,8 @@ def export(checkpoint, out):
             fail(f"--out {out}: cannot write {e.filename or target}: {e.strerror or e} (free space, or write to "
                  f"another folder); an earlier export there is kept")
         finally:
-            shutil.rmtree(new, ignore_errors=True)
+            if new is not None:
+                remove_export(new)
     return model
 
 

@@ -22,6 +22,9 @@ def check_args(args):
         fail("--gpu_aug: the tuning augments its two views in the loaders; run without --gpu_aug")
     if args.temperature <= 0:
         fail(f"--temperature {args.temperature}: expected a number > 0")
+    if args.batch_size < 2:
+        fail(f"--batch_size {args.batch_size}: the projector and predictor normalise over the batch (BatchNorm), "
+             f"which needs at least 2 samples per process; give --batch_size 2 or more")
     world = int(os.environ.get('WORLD_SIZE', 1))
     if args.queue_size < world * args.batch_size:
         fail(f"--queue_size {args.queue_size}: smaller than one batch of {world * args.batch_size} ({world} "

@@ -4,6 +4,7 @@ A skeleton sequence x has the layout (N, C, T, V, M): N samples, C=3 coordinates
 Each body is encoded on its own, as one of N*M sequences of L = (T / t_patch_size) * (V / patch_size) tokens,
 one token per patch of t_patch_size frames x patch_size joints.
 """
+import inspect
 import json
 from pathlib import Path
 
@@ -14,9 +15,11 @@ from safetensors.torch import load_file
 from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Block
 
+from data.splits import DIGEST_BYTES
 from util import registry
 from util.checkpoint import load_checkpoint
-from util.model_args import check_encoder, check_head
+from util.flags import check_feeder_args
+from util.model_args import check_encoder, check_head, run_checks
 
 NORM_LAYERS = {'LayerNorm': nn.LayerNorm, 'nn.LayerNorm': nn.LayerNorm}
 
@@ -41,7 +44,7 @@ def make_blocks(dim, depth, num_heads, mlp_ratio, qkv_bias, qk_scale, drop_rate,
     `qk_scale` is accepted as the official configs give it (None, or the string 'None' from YAML; see
     util.model_args.check_encoder): attention always scales by head_dim ** -0.5.
     """
-    dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+    dpr = torch.linspace(0, drop_path_rate, depth, device='cpu').tolist()  # also when built on the meta device
     return nn.ModuleList([
         Block(dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, proj_drop=drop_rate, attn_drop=attn_drop_rate,
               drop_path=dpr[i], norm_layer=norm_layer)
@@ -216,29 +219,100 @@ def build_classifier(cls, model_args, state_dict):
     return model.eval()
 
 
+def shape_args(weights):
+    """The model_args that set the shapes of a SkeletonEncoder's weights, read from the weights themselves
+    (what is missing there is left out): dim_feat, dim_in, t_patch_size, patch_size, depth, the temporal and
+    joint token counts."""
+    found = {}
+    proj = weights.get('joints_embed.proj.weight')
+    if proj is not None and proj.ndim == 4:
+        found.update(dim_feat=proj.shape[0], dim_in=proj.shape[1], t_patch_size=proj.shape[2],
+                     patch_size=proj.shape[3])
+    blocks = {int(k.split('.')[1]) for k in weights if k.startswith('blocks.') and k.split('.')[1].isdigit()}
+    found['depth'] = max(blocks) + 1 if blocks else 0
+    if weights.get('temp_embed') is not None and weights['temp_embed'].ndim == 4:
+        found['num_frames // t_patch_size'] = weights['temp_embed'].shape[1]
+    if weights.get('pos_embed') is not None and weights['pos_embed'].ndim == 4:
+        found['num_joints // patch_size'] = weights['pos_embed'].shape[2]
+    return found
+
+
+def check_weights_fit(cls, model_args, weights, file_size, name):
+    """Raise a one-line ValueError unless `weights` are those of cls(**model_args), checked before any model
+    is built: first the shape-setting arguments against the weights (shape_args), then the parameter count of
+    the model (built on the meta device: no memory) against the file's size (`file_size`; None for a dict),
+    then every weight's shape."""
+    bound = inspect.signature(cls).bind(**model_args)
+    bound.apply_defaults()
+    given = dict(bound.arguments)
+    given['num_frames // t_patch_size'] = given['num_frames'] // given['t_patch_size']
+    given['num_joints // patch_size'] = given['num_joints'] // given['patch_size']
+    for key, value in shape_args(weights).items():
+        if given[key] != value:
+            raise ValueError(f"{name}: the stored model_args do not fit its weights: {key} is {given[key]}, the "
+                             f"weights have {value}")
+    with torch.device('meta'):
+        model = cls(**model_args)
+        if has_probe_norm(weights):
+            add_probe_norm(model)
+    expected = model.state_dict()
+    size = sum(t.numel() * t.element_size() for t in expected.values())
+    if file_size is not None and size > file_size:
+        raise ValueError(f"{name}: the stored model_args describe {size / 2 ** 20:.1f} MB of weights, more than the "
+                         f"file's {file_size / 2 ** 20:.1f} MB")
+    for key in sorted(set(expected) | set(weights)):
+        if key not in weights or key not in expected or expected[key].shape != weights[key].shape:
+            what = ('missing in the file' if key not in weights else 'not in the model' if key not in expected else
+                    f"{tuple(weights[key].shape)} in the file, {tuple(expected[key].shape)} for the model_args")
+            raise ValueError(f"{name}: the weights do not fit the stored model_args ({key}: {what})")
+
+
 def classifier_from_checkpoint(checkpoint):
-    """(classifier in eval mode, settings dict) of a linear-probe or fine-tune checkpoint of main_linprobe.py /
+    """(classifier in eval mode, settings dict with the checkpoint's train_digests) of a linear-probe or fine-tune checkpoint of main_linprobe.py /
     main_finetune.py, built from the settings it stores under 'args' (model, model_args, feeder,
     val_feeder_args), whose class names must be registered (util/registry.py).
 
-    Raises a one-line ValueError for a file that is no such checkpoint (unreadable, a pre-training checkpoint,
-    a bare state dict, an unregistered class name, weights that do not fit the stored model_args).
+    The stored settings are checked as a config's are (the feeder arguments against util.flags.FEEDER_ARGS, the
+    model_args by the model's ARG_CHECKS), and the model_args against the weights (check_weights_fit), before
+    the model is built. Raises a one-line ValueError for a file that is no such checkpoint (unreadable, a
+    pre-training checkpoint, a bare state dict, an unregistered class name, settings out of range, weights
+    that do not fit the stored model_args).
     """
     name = 'checkpoint' if isinstance(checkpoint, dict) else str(checkpoint)
+    file_size = None if isinstance(checkpoint, dict) else Path(checkpoint).stat().st_size
     checkpoint = load_checkpoint(checkpoint)
     settings = checkpoint.get('args')
     settings = vars(settings) if hasattr(settings, '__dict__') else settings
     if not isinstance(settings, dict) or 'model_args' not in settings or 'model' not in checkpoint:
         raise ValueError(f"{name}: not a checkpoint of main_linprobe.py or main_finetune.py (no 'model' weights "
                          f"with the run's settings under 'args')")
-    if 'feeder' in settings:
-        registry.resolve('feeder', settings['feeder'], f"{name}: args.feeder")
+    settings = dict(settings)
+    feeder = registry.resolve('feeder', settings.setdefault('feeder', 'feeder.feeder_ntu.Feeder'),
+                              f"{name}: args.feeder")
     cls = registry.resolve('model', settings.get('model'), f"{name}: args.model")
     if not issubclass(cls, SkeletonTransformer):
         raise ValueError(f"{name}: a pre-training checkpoint ({settings['model']}); use the checkpoint of a "
                          f"linear probe or fine-tuning run (main_linprobe.py, main_finetune.py)")
+    settings['val_feeder_args'] = check_feeder_args(feeder, settings.get('val_feeder_args', {}), name,
+                                                    'args.val_feeder_args')
+    model_args = settings['model_args']
     try:
-        return build_classifier(cls, settings['model_args'], checkpoint['model']), settings
+        if not isinstance(model_args, dict):
+            raise ValueError(f"expected a mapping, got {model_args!r:.60}")
+        run_checks(cls, cls.ARG_CHECKS, model_args)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name}: args.model_args: {e}") from None
+    window, frames = settings['val_feeder_args'].get('window_size', -1), model_args.get('num_frames', 120)
+    if window != frames:
+        raise ValueError(f"{name}: args.val_feeder_args.window_size is {window} but model_args.num_frames is "
+                         f"{frames}; the model takes sequences of its num_frames")
+    check_weights_fit(cls, model_args, checkpoint['model'], file_size, name)
+    digests = settings['train_digests'] = checkpoint.get('train_digests')
+    if digests is not None and not (torch.is_tensor(digests) and digests.dtype == torch.uint8 and digests.ndim == 2
+                                    and digests.shape[1] == DIGEST_BYTES):
+        raise ValueError(f"{name}: train_digests: expected a (samples, {DIGEST_BYTES}) uint8 tensor (data.splits)")
+    try:
+        return build_classifier(cls, model_args, checkpoint['model']), settings
     except (RuntimeError, TypeError, ValueError) as e:
         raise ValueError(f"{name}: the weights do not fit the stored model_args ({str(e).splitlines()[0]})") from None
 
@@ -248,14 +322,26 @@ def load_exported(directory):
 
     config.json holds {'model': 'model_transformer.SkeletonTransformer', 'model_args': {...}, 'input': the
     test-time feeder options (p_interval, window_size, bone, vel)}; the weights carry no optimiser state. The
-    model class must be registered (util/registry.py).
+    model class must be registered (util/registry.py); the input options and model_args are checked as a
+    checkpoint's stored settings are (classifier_from_checkpoint), before the model is built.
     """
     path = Path(directory) / 'config.json'
     config = json.loads(path.read_text())
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: expected a mapping with model, model_args and input")
     cls = registry.resolve('model', config.get('model'), f"{path}: model")
     if not issubclass(cls, SkeletonTransformer):
         raise ValueError(f"{path}: model {config['model']} is not a classifier")
-    return build_classifier(cls, config['model_args'], load_file(Path(directory) / 'model.safetensors'))
+    feeder = registry.resolve('feeder', 'feeder.feeder_ntu.Feeder', f"{path}: input")
+    check_feeder_args(feeder, config.get('input', {}), path, 'input')
+    try:
+        run_checks(cls, cls.ARG_CHECKS, config.get('model_args'))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: model_args: {e}") from None
+    weights_path = Path(directory) / 'model.safetensors'
+    weights = load_file(weights_path)
+    check_weights_fit(cls, config['model_args'], weights, weights_path.stat().st_size, path)
+    return build_classifier(cls, config['model_args'], weights)
 
 
 # Weights of the self-supervised stages only (MAMP's decoder and mask token, the tuning's heads and queue)

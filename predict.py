@@ -10,11 +10,14 @@ Inputs take the path of training and evaluation: NTU `.skeleton` files go throug
 centring, padding; a folder is parsed by --workers processes), PKU-MMD skeleton files through data.pku (the
 labelled instances cut from the video), into a temporary `.npz` of the published layout; then the
 checkpoint's own test feeder (its val_feeder_args: centre crop, resampling to the window, bone / vel) and
-model, both built from the settings the checkpoint stores. Prints the top-5 actions with probabilities of
-every sample (or writes them to --out, .csv or .json, with the frames of PKU-MMD instances), the top-1, top-5
-and mean class accuracy where the true action is known (the `A` field of an NTU name, a PKU-MMD label file),
-separately for the inputs in the checkpoint's training split (data.splits), and the speed. Inputs of another
-dataset than the checkpoint's get a warning and no true action.
+model, both built from the settings the checkpoint stores, once checked as a config's are. A checkpoint never
+names a file that is opened: the data are the command line's, and the stored settings that choose training
+samples (data_ratio, exclude_actions, ...) are not applied (a note says so when they would change the result).
+Prints the top-5 actions with probabilities of every sample (or writes them to --out, .csv or .json, with the
+frames of PKU-MMD instances), the top-1, top-5 and mean class accuracy where the true action is known (the `A`
+field of an NTU name, a PKU-MMD label file), separately for the inputs seen in training (told by the data:
+data.splits), and the speed. Inputs of another dataset than the checkpoint's, or of actions it does not know,
+get a warning and no true action.
 """
 import argparse
 import csv
@@ -33,12 +36,13 @@ from torch.utils.data import DataLoader
 from data import ntu
 from data.pipeline import DataError, one_hot, save_npz_atomic
 from data.recordings import find_inputs, ntu_samples, pku_samples
-from data.splits import TEST, TRAIN, UNKNOWN, training_split
+from data.splits import TEST, TRAIN, UNKNOWN, seen_in_training
 from model_transformer import classifier_from_checkpoint
 from util import devices, output
 from util.actions import action_names, dataset_of, guess_dataset
 from util.config import fail, resolve_class
 from util.evaluation import predict
+from util.flags import TRAINING_SUBSET, HelpFormatter, Parser, Range, training_subset_note
 from util.scores import accuracies, save_scores, write_class_table
 
 TOP = 5
@@ -46,17 +50,19 @@ DATASET_NAMES = {'ntu': 'NTU RGB+D', 'pku': 'PKU-MMD'}
 
 
 def score(settings, model, data_path, split, device, batch_size):
-    """(sample names, logits (N, C), labels (N,), classes of the file's one-hot labels) of a split of a
-    preprocessed .npz, through the checkpoint's test feeder: the evaluation path."""
-    feeder_args = {**settings['val_feeder_args'], 'data_path': str(data_path), 'split': split}
+    """(sample names, logits (N, C), labels (N,), classes of the file's one-hot labels, sample digests) of a split
+    of a preprocessed .npz, through the checkpoint's test feeder (its checked val_feeder_args, but those that
+    choose training samples): the evaluation path."""
+    feeder_args = {k: v for k, v in settings['val_feeder_args'].items() if k not in TRAINING_SUBSET}
+    feeder_args.update(data_path=str(data_path), split=split)
     try:
-        feeder = resolve_class('feeder', settings.get('feeder', 'feeder.feeder_ntu.Feeder'), 'checkpoint: args.feeder')
+        feeder = resolve_class('feeder', settings['feeder'], 'checkpoint: args.feeder')
         dataset = feeder(**feeder_args)
     except (OSError, ValueError) as e:
         fail(str(e))
     args = argparse.Namespace(amp='none', dist_eval=False)
     logits, labels = predict(DataLoader(dataset, batch_size=batch_size), model.to(device), device, args)
-    return dataset.sample_name, logits.numpy(), labels.numpy(), dataset.num_classes
+    return dataset.sample_name, logits.numpy(), labels.numpy(), dataset.num_classes, dataset.digests()
 
 
 def rows(names, logits, labels, frames, actions):
@@ -92,36 +98,33 @@ def family(dataset):
     return dataset and ('pku' if dataset == 'pku' else 'ntu')
 
 
-def report_accuracy(logits, labels, split, source):
-    """Print the accuracy of the samples of known action: the test-split, training-split and other ones apart
-    when the checkpoint's training split is known (`source`)."""
-    groups = {TEST: ('test-split ', ''), TRAIN: ('training-split ', ' (seen in training: no test of the model)'),
-              UNKNOWN: ('', ' (split unknown)' if source else '')}
+def report_accuracy(logits, labels, split):
+    """Print the accuracy of the samples of known action: those seen in training, the others and (for a
+    checkpoint without digests) those of unknown status apart."""
+    groups = {TEST: ('', ' (none seen in training)'), TRAIN: ('seen-in-training ', ' (no test of the model)'),
+              UNKNOWN: ('', '')}
     for value, (group, note) in groups.items():
         acc = accuracies(logits, np.where(split == value, labels, -1))
         if acc is not None:
             print(f"Accuracy on the {acc['samples']} {group}samples of known action: top-1 {acc['top1']:.2f}%, "
                   f"top-5 {acc['top5']:.2f}%, mean class {acc['mean_class']:.2f}%{note}")
-    if (labels >= 0).any():
-        print(f"The checkpoint's training split: {source}" if source else "The checkpoint's training split is "
-              "unknown (no readable names_train, no split rule for its data file): inputs may overlap it")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser('predict.py', description=__doc__.split('\n')[0])
+    parser = Parser('predict.py', description=__doc__.split('\n')[0], formatter_class=HelpFormatter)
     parser.add_argument('inputs', nargs='+', help='.skeleton files, PKU-MMD .txt skeleton files, folders of '
                                                   'either, or one preprocessed .npz')
     parser.add_argument('--checkpoint', required=True, help='checkpoint of main_linprobe.py or main_finetune.py')
     parser.add_argument('--out', help='write the predictions to this .csv or .json instead of printing them')
     parser.add_argument('--scores', help='also write names, logits and labels to this .npz (for ensemble.py)')
     parser.add_argument('--per_class', help='also write the top-1 accuracy of every class to this .csv (the '
-                                            'samples of known action outside the training split)')
+                                            'samples of known action not seen in training)')
     parser.add_argument('--split', choices=('train', 'test'), default='test', help='split of an .npz input')
     parser.add_argument('--labels', help='PKU-MMD label file of the (one) skeleton file given')
-    parser.add_argument('--start', type=int, help='first frame of the clip of a PKU-MMD-format file')
-    parser.add_argument('--end', type=int, help='frame after the clip of a PKU-MMD-format file')
-    parser.add_argument('--workers', type=int, default=os.cpu_count(), help='processes parsing NTU files')
-    parser.add_argument('--batch_size', type=int, default=64)
+    parser.add_argument('--start', type=Range(int, 0), help='first frame of the clip of a PKU-MMD-format file')
+    parser.add_argument('--end', type=Range(int, 1), help='frame after the clip of a PKU-MMD-format file')
+    parser.add_argument('--workers', type=Range(int, 1), default=os.cpu_count(), help='processes parsing NTU files')
+    parser.add_argument('--batch_size', type=Range(int, 1), default=64)
     parser.add_argument('--device', default='auto', help="'cuda', 'cpu' or 'auto' (cuda when available)")
     args = parser.parse_args(argv)
     if args.out and Path(args.out).suffix not in ('.csv', '.json'):
@@ -130,15 +133,19 @@ def main(argv=None):
         output.check_output_path(getattr(args, flag[2:]), flag)
     if (args.start is None) != (args.end is None) or (args.start is not None and not 0 <= args.start < args.end):
         fail("--start and --end go together, with 0 <= start < end (frame numbers of the clip)")
-    if args.batch_size < 1 or args.workers < 1:
-        fail("--batch_size and --workers must be at least 1")
     device = devices.resolve_device(args.device)
     try:
         model, settings = classifier_from_checkpoint(args.checkpoint)
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
     num_classes = settings['model_args'].get('num_classes', 60)
-    dataset = dataset_of(settings['val_feeder_args'].get('data_path'), num_classes)
+    dataset = dataset_of(settings['val_feeder_args'].get('data_path'), num_classes)  # by the name: never opened
+    note = training_subset_note(settings['val_feeder_args'], args.checkpoint, 'not applied, every input is scored')
+    if note:
+        print(note)
+    if settings['train_digests'] is None:
+        print(f"note: {args.checkpoint} stores no digests of its training samples (written before they were kept): "
+              f"no input is marked as seen in training")
     kind, files = find_inputs(args.inputs)
     if (args.start is not None or args.labels) and kind != 'pku':
         fail("--labels, --start and --end apply to PKU-MMD .txt skeleton files")
@@ -148,7 +155,8 @@ def main(argv=None):
     began = time.perf_counter()
     frames = None
     if kind == 'npz':
-        names, logits, labels, file_classes = score(settings, model, files[0], args.split, device, args.batch_size)
+        names, logits, labels, file_classes, digests = score(settings, model, files[0], args.split, device,
+                                                             args.batch_size)
         inputs = guess_dataset(files[0], file_classes) or (dataset if file_classes == num_classes else None)
     else:
         try:
@@ -164,7 +172,7 @@ def main(argv=None):
             data_path = Path(tmp) / 'samples.npz'
             save_npz_atomic(data_path, {'x_test': x, 'y_test': one_hot(np.zeros(len(x), int), num_classes),
                                         'names_test': np.array(names, dtype=str)})
-            names, logits, *_ = score(settings, model, data_path, 'test', device, args.batch_size)
+            names, logits, _, _, digests = score(settings, model, data_path, 'test', device, args.batch_size)
         inputs = kind
     seconds = time.perf_counter() - began
 
@@ -173,8 +181,13 @@ def main(argv=None):
         print(f"warning: the inputs are {inputs} recordings, {args.checkpoint} is a {model_of} model: its "
               f"predictions are {model_of} actions, and no true action is shown or scored", file=sys.stderr)
         labels = np.full(len(names), -1)
-    labels = np.where(labels < num_classes, labels, -1)  # an NTU-120 action for an NTU-60 model: unknown
-    split, source = training_split(settings, names, files)
+    unknown = int((labels >= num_classes).sum())
+    if unknown:
+        print(f"warning: {unknown} of the {len(names)} inputs are of actions {args.checkpoint} does not know (its "
+              f"{num_classes} actions end at {action_names(dataset)[min(num_classes, len(action_names(dataset))) - 1]!r}"
+              f"): no true action is shown or scored for them", file=sys.stderr)
+    labels = np.where(labels < num_classes, labels, -1)
+    split = seen_in_training(settings.get('train_digests'), digests)
 
     table = rows(names, logits, labels, frames, action_names(dataset))
     if args.out:
@@ -183,7 +196,7 @@ def main(argv=None):
         for r in table:
             truth = f" (true: {r['action']})" if r['action'] else ''
             print(f"{r['name']}{truth}: " + ', '.join(f"{a} {p:.1%}" for a, p in r['top']))
-    report_accuracy(logits, labels, split, source)
+    report_accuracy(logits, labels, split)
     if kind == 'npz':
         print(f"{len(names)} samples of {files[0]} in {seconds:.2f} s: {len(names) / seconds:.1f} samples/s")
     else:
@@ -197,7 +210,7 @@ def main(argv=None):
               f"(for ensemble.py)")
     if args.per_class:
         write_class_table(args.per_class, logits, np.where(split == TRAIN, -1, labels), action_names(dataset))
-        print(f"Top-1 accuracy of every class (samples of known action outside the training split) written to "
+        print(f"Top-1 accuracy of every class (samples of known action not seen in training) written to "
               f"{args.per_class}")
     return names, logits, labels
 

@@ -25,6 +25,7 @@ from util import config, data, devices, figures, knn, runner, skeleton_figures
 from util.actions import action_names, dataset_of, sample_title
 from util.checkpoint import load_checkpoint
 from util.config import fail
+from util.model_args import run_checks
 
 
 def names_for(args, data_path, num_classes):
@@ -109,11 +110,13 @@ def run_title(path, checkpoint):
     return f"{path.parent.name}, epoch {epoch}" if isinstance(epoch, int) else f"{path.parent.name}/{path.name}"
 
 
-def trained_setting(checkpoint, cfg, key):
-    """A pre-training setting as the checkpoint's run had it (its stored arguments), else as the config has it."""
+def trained_setting(checkpoint, cfg, key, path):
+    """A pre-training setting as the checkpoint's run had it (its stored arguments, checked as the flag of that
+    name is), else as the config has it."""
     stored = checkpoint.get('args') or {}
     stored = vars(stored) if isinstance(stored, argparse.Namespace) else stored
-    return stored.get(key, getattr(cfg, key))
+    value = config.stored_setting('pretrain', stored if isinstance(stored, dict) else {}, key, f"--checkpoint {path}")
+    return getattr(cfg, key) if value is None else value
 
 
 def masking(args):
@@ -126,7 +129,14 @@ def masking(args):
     if 'decoder_pred.weight' not in state:
         fail(f"--checkpoint {args.checkpoint}: not a pre-training checkpoint (no decoder); the masking picture "
              f"needs one written by main_pretrain.py")
-    model = config.resolve_class('model', cfg.model, f"{cfg.config}: model")(**cfg.model_args)
+    mask_ratio, tau, stride = (trained_setting(checkpoint, cfg, key, args.checkpoint)
+                               for key in ('mask_ratio', 'motion_aware_tau', 'motion_stride'))
+    cls = config.resolve_class('model', cfg.model, f"{cfg.config}: model")
+    try:
+        run_checks(cls, getattr(cls, 'OPTION_CHECKS', ()), cfg.model_args, mask_ratio=mask_ratio, motion_stride=stride)
+    except ValueError as e:
+        fail(f"--checkpoint {args.checkpoint}: args: {e}")
+    model = cls(**cfg.model_args)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
@@ -137,8 +147,6 @@ def masking(args):
     x, label, _ = sample_at(dataset, args.index, f"the {args.split} split of {dataset.data_path}")
     x = torch.from_numpy(x)[None]
     action = names_for(args, dataset.data_path, dataset.num_classes)[label]
-    mask_ratio, tau, stride = (trained_setting(checkpoint, cfg, key)
-                               for key in ('mask_ratio', 'motion_aware_tau', 'motion_stride'))
     title = (f"{run_title(args.checkpoint, checkpoint)}: {args.split} sample {args.index} ({action}), "
              f"mask ratio {mask_ratio:g}")
     return figures.save(figures.masking_figure(model, x, mask_ratio, tau, stride, title, args.seed), args.out,

@@ -66,9 +66,10 @@ def claim_out_dir(out_dir, cache_dir):
         Path(out_dir).mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DataError(f"{out_dir}: cannot create the folder ({e.strerror}); give a writable --out-dir") from None
-    lock.hold(Path(out_dir) / ".lock", "--out-dir", out_dir, "another data.ntu / data.pku / data.synthetic run")
+    earlier = lock.hold(Path(out_dir) / ".lock", "--out-dir", out_dir,
+                        "another data.ntu / data.pku / data.synthetic run")
     for folder in (out_dir, cache_dir):
-        lock.remove_stale(folder)
+        lock.remove_stale(folder, earlier)
 
 
 def write_failed(path, error):
@@ -110,12 +111,13 @@ class Rows:
 def write_npz(path, arrays):
     """Write {key: ndarray or Rows} as an uncompressed .npz readable by np.load.
 
-    Written to `<path>.tmp<pid>` then renamed, so `path` is either absent or complete, also when two
-    processes write it at once.
+    Written to a temporary file of its own (util.lock.temporary) then renamed, so `path` is either absent or
+    complete, also when two processes write it at once.
     """
     path = Path(path)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp = None
     try:
+        tmp = lock.temporary(path)
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
             for key, value in arrays.items():
                 with zf.open(key + ".npy", "w", force_zip64=True) as f:
@@ -127,7 +129,8 @@ def write_npz(path, arrays):
     except OSError as e:
         raise write_failed(path, e) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def _write_rows(f, key, rows):
@@ -145,8 +148,9 @@ def _write_rows(f, key, rows):
 
 
 def write_text(path, text):
-    """Write `text` to `path` as it is (no newline translation) under a temporary name, then rename."""
-    tmp = Path(f"{path}.tmp{os.getpid()}")
+    """Write `text` to `path` as it is (no newline translation) to a temporary file of its own
+    (util.lock.temporary), then rename."""
+    tmp = lock.temporary(path)
     try:
         with open(tmp, "w", newline="") as f:
             f.write(text)
@@ -156,16 +160,19 @@ def write_text(path, text):
 
 
 def save_npz_atomic(path, arrays):
-    """np.savez to a temporary name in the same folder, then rename."""
+    """np.savez to a temporary file of its own in the same folder (util.lock.temporary), then rename."""
     path = Path(path)
-    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npz")
+    tmp = None
     try:
-        np.savez(tmp, **arrays)
+        tmp = lock.temporary(path)
+        with open(tmp, "wb") as f:  # a file object: np.savez adds no .npz to the name
+            np.savez(f, **arrays)
         os.replace(tmp, path)
     except OSError as e:
         raise write_failed(path, e) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def worker_setup():
@@ -185,6 +192,7 @@ def die_with_parent(parent):
     `parent` (the pid of the run) is already gone. Then worker_setup."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    lock.owner = parent  # the worker's temporary files are the run's (util.lock.temporary)
     if not lock.alive(parent):
         os._exit(1)
     worker_setup()

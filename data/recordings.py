@@ -13,11 +13,12 @@ from util.config import fail
 
 def find_inputs(paths):
     """(kind, files) of the command line: 'ntu' (.skeleton files, folders of them), 'pku' (.txt skeleton
-    files, folders of them) or 'npz' (one preprocessed file)."""
+    files, folders of them) or 'npz' (one preprocessed file). A mix is refused alike whether its files are
+    named one by one or found in a folder."""
     files = []
     for path in map(Path, paths):
         if path.is_dir():
-            found = sorted(path.glob('*.skeleton')) or sorted(path.glob('*.txt'))
+            found = sorted([*path.glob('*.skeleton'), *path.glob('*.txt')])
             if not found:
                 fail(f"{path}: no .skeleton or .txt skeleton files in this folder")
             try:
@@ -36,7 +37,9 @@ def find_inputs(paths):
         fail(f"{unknown}: not an NTU .skeleton, PKU-MMD .txt or preprocessed .npz file")
     found = {kinds[f.suffix] for f in files}
     if len(found) > 1 or ('npz' in found and len(files) > 1):
-        fail("give either NTU .skeleton files, PKU-MMD .txt files or one .npz, not a mix")
+        first = {kinds[f.suffix]: f for f in reversed(files)}
+        fail(f"give either NTU .skeleton files, PKU-MMD .txt files or one .npz, not a mix (e.g. "
+             f"{' and '.join(str(first[k]) for k in sorted(found))})")
     return found.pop(), files
 
 

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from feeder.augment import (centre_crop, crop_length, resample, resample_crops, rotate, rotation_matrix,
                             rotation_rows, to_bone, to_velocity)
+from data.splits import digests
 from util.actions import action_labels
 
 NUM_CHANNELS = 150  # 2 bodies x 25 joints x 3 coordinates
@@ -52,13 +53,23 @@ def _member_memmap(path, info):
     return np.memmap(path, dtype=dtype, mode="c", shape=shape, order="F" if fortran else "C", offset=offset)
 
 
-def load_npz(path, keys, mmap=True):
-    """Arrays `keys` of an `.npz` (absent keys are left out), memory-mapped where the archive allows."""
+def load_npz(path, keys, mmap=True, check=True):
+    """Arrays `keys` of an `.npz` (absent keys are left out), memory-mapped where the archive allows; with
+    `check`, a ValueError naming the first non-finite value of a floating-point array (check_finite)."""
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise ValueError(f"{path}: a folder, not an .npz file; give the preprocessed file (e.g. NTU60_XSub.npz)")
+    if not path.exists():
         raise FileNotFoundError(f"{path}: no such file (expected a preprocessed .npz with x_train, y_train, "
                                 f"x_test, y_test)")
-    if not zipfile.is_zipfile(path):
+    if not path.is_file():
+        raise ValueError(f"{path}: not a regular file (a pipe or a device); give the preprocessed .npz file")
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise ValueError(f"{path}: cannot be read ({e.strerror or e}); check its permissions") from None
+    if magic != b"PK\x03\x04" or not zipfile.is_zipfile(path):
         raise ValueError(f"{path}: not an .npz archive (expected the output of the preprocessing, "
                          f"e.g. NTU60_XSub.npz)")
     arrays = {}
@@ -71,7 +82,25 @@ def load_npz(path, keys, mmap=True):
             info = members[key]
             mapped = _member_memmap(path, info) if mmap and info.compress_type == zipfile.ZIP_STORED else None
             arrays[key] = mapped if mapped is not None else npz[key]
+            if check:
+                check_finite(path, key, arrays[key])
     return arrays, sorted(members)
+
+
+def check_finite(path, key, array, block_bytes=2 ** 26):
+    """ValueError naming `path`, `key` and the index of the first NaN or infinite value of a floating-point
+    `array`; read in blocks of rows, so a memory-mapped array is never copied whole."""
+    if array.dtype.kind != "f" or array.ndim == 0:
+        return
+    rows = max(1, block_bytes // max(1, array[:1].nbytes))
+    for start in range(0, len(array), rows):
+        bad = ~np.isfinite(array[start:start + rows])
+        if bad.any():
+            index = np.argwhere(bad)[0]
+            index[0] += start
+            raise ValueError(f"{path}: {key}[{', '.join(map(str, index))}] is {array[tuple(index)]}, not a finite "
+                             f"number (the preprocessing writes none); prepare the file again with data.ntu / "
+                             f"data.pku")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -207,7 +236,12 @@ class Feeder(Dataset):
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._attach(load_npz(self.data_path, (self._x_key,), mmap=self._use_mmap)[0][self._x_key])
+        self._attach(load_npz(self.data_path, (self._x_key,), self._use_mmap, check=False)[0][self._x_key])
+
+    def digests(self):
+        """(len(self), 16) uint8: the digest of every sample the feeder reads (data.splits.digest), which a
+        training run stores in its checkpoints so that predict.py can tell the inputs it was trained on."""
+        return digests(self.data, self.rows)
 
     @property
     def num_classes(self):

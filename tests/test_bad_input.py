@@ -8,6 +8,7 @@ Tools run in this process (their stderr captured), except for the 'full disk' ro
 whose file size limit (RLIMIT_FSIZE) fails every write past FULL_DISK bytes, as a full disk does. To cover a
 new tool, add it to TOOLS and give it rows.
 """
+import copy
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import ensemble
 import export
@@ -28,11 +30,12 @@ from data import ntu, pku, synthetic
 from data.kinect import write_skeleton
 from data.pipeline import run_command
 from test_data_pku import write_splits, write_video
-from train_fixtures import write_classifier_checkpoint, write_config, write_npz
+from model_mamp import MAMP
+from train_fixtures import TINY_ENCODER, write_classifier_checkpoint, write_config, write_npz
 from util import config, lock
 from util.scores import save_scores
 
-FULL_DISK = 512  # bytes a file may grow to in the 'full disk' rows
+FULL_DISK = 512  # bytes a file may grow to in the 'full disk' rows (0 in the 'full disk at start' rows)
 MAX_LINE = 400  # characters of an error line
 
 # tool -> (run in this process with the arguments, how a subprocess runs it: ('path', script) or ('module', name))
@@ -70,6 +73,10 @@ def confusion_args(w):
     return ['confusion', '--config', w.ins / 'finetune.yaml', '--device', 'cpu', '--out', w.out / 'c.png']
 
 
+def masking_args(w):
+    return ['masking', '--config', w.ins / 'pretrain.yaml', '--device', 'cpu', '--out', w.out / 'm.png']
+
+
 ROWS = [
     ('predict.py', 'missing', lambda w: [P, w.ins / CK, w.ins / 'nope.skeleton'], 'nope.skeleton: no such file'),
     ('predict.py', 'missing', lambda w: [P, w.ins / 'nope.pth', w.ins / 'ntu'], 'nope.pth'),
@@ -94,11 +101,31 @@ ROWS = [
      'p.csv: no folder'),
     ('predict.py', 'full disk', lambda w: [P, w.ins / CK, w.ins / 'NTU60_XSub.npz', '--scores', w.out / 's.npz'],
      's.npz: [Errno 27] File too large'),
+    ('predict.py', 'out of range', lambda w: [P, w.ins / 'window_huge.pth', w.ins / 'ntu'],
+     'window_huge.pth: args.val_feeder_args.window_size: expected -1 (keep the frames) or an integer in [1, 1000], '
+     'got 100000000'),
+    ('predict.py', 'out of range', lambda w: [P, w.ins / 'window_zero.pth', w.ins / 'ntu'],
+     'window_zero.pth: args.val_feeder_args.window_size: expected -1 (keep the frames) or an integer in [1, 1000], '
+     'got 0'),
+    ('predict.py', 'wrong kind', lambda w: [P, w.ins / 'unknown_key.pth', w.ins / 'ntu'],
+     "unknown_key.pth: unknown key 'shuffle_joints' in args.val_feeder_args (feeder.feeder_ntu.Feeder takes: "),
+    ('predict.py', 'wrong kind', lambda w: [P, w.ins / 'bad_exclude.pth', w.ins / 'ntu'],
+     'bad_exclude.pth: args.val_feeder_args.exclude_actions: expected an integer >= 1, got abc'),
+    ('predict.py', 'wrong kind', lambda w: [P, w.ins / 'other_shapes.pth', w.ins / 'ntu'],
+     'other_shapes.pth: the stored model_args do not fit its weights: depth is 40, the weights have 1'),
+    ('predict.py', 'wrong kind', lambda w: [P, w.ins / CK, w.ins / 'mixed'],
+     'give either NTU .skeleton files, PKU-MMD .txt files or one .npz, not a mix'),
+    ('predict.py', 'wrong kind', lambda w: [P, w.ins / CK, *sorted((w.ins / 'mixed').iterdir())],
+     'give either NTU .skeleton files, PKU-MMD .txt files or one .npz, not a mix'),
+    ('predict.py', 'out of range', lambda w: [P, w.ins / CK, w.ins / 'nan' / 'NTU60_XSub.npz'],
+     'nan/NTU60_XSub.npz: x_test[2, 5, 7] is nan, not a finite number'),
     ('ensemble.py', 'missing', lambda w: [w.ins / 'a.npz', w.ins / 'nope.npz'], 'nope.npz: no such file'),
     ('ensemble.py', 'empty', lambda w: [w.ins / 'none.npz', w.ins / 'none.npz'], 'none.npz: no samples'),
     ('ensemble.py', 'truncated', lambda w: [w.ins / 'a.npz', w.ins / 'cut_scores.npz'], 'cut_scores.npz: not a score'),
     ('ensemble.py', 'unreadable', lambda w: [w.ins / 'a.npz', w.ins / 'odd'], 'odd: a folder'),
     ('ensemble.py', 'wrong kind', lambda w: [w.ins / 'a.npz', w.ins / 'NTU60_XSub.npz'], 'no names, logits, labels'),
+    ('ensemble.py', 'wrong kind', lambda w: [w.ins / 'a.npz', w.ins / 'a.csv'],
+     'a.csv: not a score file (not an .npz archive); give a file written by --save_scores or predict.py --scores'),
     ('ensemble.py', 'out of range', lambda w: [w.ins / 'a.npz', w.ins / 'label9.npz'], 'has label 9, outside 0 .. 2'),
     ('ensemble.py', 'out of range', lambda w: [w.ins / 'a.npz', w.ins / 'nan.npz'], 'has a non-finite logit'),
     ('ensemble.py', 'out of range', lambda w: [w.ins / 'a.npz', w.ins / 'a.npz', '--weights', 'nan', '1'],
@@ -116,6 +143,17 @@ ROWS = [
     ('export.py', 'concurrent', lambda w: [w.ins / CK, '--out', w.held(w.out / '.m.lock', w.out / 'm')],
      'in use by another export (pid {holder})'),
     ('export.py', 'full disk', lambda w: [w.ins / CK, '--out', w.out / 'm'], 'model.safetensors: File too large'),
+    ('export.py', 'full disk at start', lambda w: [w.ins / CK, '--out', w.out / 'm'],
+     '--out {out}/m: cannot write its lock file .m.lock (File too large)'),
+    ('export.py', 'out of range', lambda w: [w.ins / 'window_huge.pth', '--out', w.out / 'm'],
+     'window_huge.pth: args.val_feeder_args.window_size: expected -1 (keep the frames) or an integer in [1, 1000]'),
+    ('export.py', 'out of range', lambda w: [w.ins / 'window_zero.pth', '--out', w.out / 'm'],
+     'window_zero.pth: args.val_feeder_args.window_size: expected -1 (keep the frames) or an integer in [1, 1000], '
+     'got 0'),
+    ('export.py', 'wrong kind', lambda w: [w.ins / 'unknown_key.pth', '--out', w.out / 'm'],
+     "unknown_key.pth: unknown key 'shuffle_joints' in args.val_feeder_args"),
+    ('export.py', 'wrong kind', lambda w: [w.ins / 'other_shapes.pth', '--out', w.out / 'm'],
+     'other_shapes.pth: the stored model_args do not fit its weights: depth is 40, the weights have 1'),
     ('data.ntu', 'missing', lambda w: [*NTU, '--raw-dir', w.ins / 'nope', OUT, w.out], 'nope: no such folder'),
     ('data.ntu', 'empty', lambda w: [*NTU, '--raw-dir', w.ins / 'odd' / 'empty', OUT, w.out], 'no .skeleton files'),
     ('data.ntu', 'truncated', lambda w: [*NTU, '--raw-dir', w.ins / 'cut', OUT, w.out], '.skeleton:'),
@@ -127,6 +165,8 @@ ROWS = [
     ('data.ntu', 'concurrent', lambda w: [*NTU, '--raw-dir', w.ins / 'ntu', OUT, w.held(w.out / '.lock', w.out)],
      'in use by another data.ntu / data.pku / data.synthetic run (pid {holder})'),
     ('data.ntu', 'full disk', lambda w: [*NTU, '--raw-dir', w.ins / 'ntu', OUT, w.out], 'File too large'),
+    ('data.ntu', 'full disk at start', lambda w: [*NTU, '--raw-dir', w.ins / 'ntu', OUT, w.out],
+     '--out-dir {out}: cannot write its lock file .lock (File too large)'),
     ('data.pku', 'missing', lambda w: ['--phase', '1', '--raw-dir', w.ins / 'nope', OUT, w.out], 'no split file'),
     ('data.pku', 'empty', lambda w: ['--phase', '1', '--raw-dir', w.ins / 'pku_empty', OUT, w.out],
      'no skeleton .txt files'),
@@ -151,6 +191,10 @@ ROWS = [
     ('main_finetune.py', 'concurrent', lambda w: ['--config', w.ins / 'finetune.yaml', '--output_dir',
                                                   w.held(w.out / '.lock', w.out)], 'in use by a running training'),
     ('main_finetune.py', 'full disk', lambda w: finetune_args(w), 'File too large'),
+    ('main_finetune.py', 'full disk at start', lambda w: finetune_args(w),
+     '--output_dir {out}: cannot write its lock file .lock (File too large)'),
+    ('main_finetune.py', 'out of range', lambda w: ['--config', w.ins / 'nan.yaml', '--output_dir', w.out, '--device',
+                                                    'cpu'], 'nan/NTU60_XSub.npz: x_train[1, 3, 0] is nan, not a finite'),
     ('main_finetune.py', 'earlier run', earlier_run_args,
      'holds an earlier run (checkpoint-last.pth); --auto_resume continues it, --overwrite starts afresh'),
     ('main_knn.py', 'missing', lambda w: [*knn_args(w), '--finetune', w.ins / 'nope.pth'], 'nope.pth'),
@@ -160,11 +204,21 @@ ROWS = [
     ('main_knn.py', 'wrong kind', lambda w: [*knn_args(w), '--finetune', w.ins / 'a.csv'], 'a.csv: not a PyTorch'),
     ('main_knn.py', 'out of range', lambda w: [*knn_args(w), '--k', '0'],
      'argument --k/--knn_k: expected an integer >= 1'),
+    ('main_knn.py', 'out of range', lambda w: ['--config', w.ins / 'nan_linear.yaml', '--output_dir', w.out, '--device',
+                                               'cpu'], 'nan/NTU60_XSub.npz: x_train[1, 3, 0] is nan, not a finite'),
     ('visualize.py', 'missing', lambda w: [*confusion_args(w), P, w.ins / 'nope.pth'], 'nope.pth'),
     ('visualize.py', 'truncated', lambda w: [*confusion_args(w), P, w.ins / 'cut.pth'], 'cut.pth: damaged'),
     ('visualize.py', 'out of range', lambda w: [*confusion_args(w), P, w.ins / CK, '--dpi', '0'], '--dpi'),
     ('visualize.py', 'empty', lambda w: ['sequence', '--npz', w.ins / 'empty.npz', '--index', '0', '--out',
                                          w.out / 's.gif'], 'empty.npz'),
+    ('visualize.py', 'unreadable', lambda w: ['sequence', '--npz', w.ins / 'fifo.npz', '--index', '0', '--out',
+                                              w.out / 's.gif'], 'fifo.npz: not a regular file (a pipe or a device)'),
+    ('visualize.py', 'out of range', lambda w: ['sequence', '--npz', w.ins / 'nan' / 'NTU60_XSub.npz', '--index', '0',
+                                                '--out', w.out / 's.gif'], 'x_test[2, 5, 7] is nan, not a finite'),
+    ('visualize.py', 'out of range', lambda w: [*masking_args(w), P, w.ins / 'mask_ratio_1.5.pth'],
+     'mask_ratio_1.5.pth: args.mask_ratio: expected a number in (0, 1), got 1.5'),
+    ('visualize.py', 'wrong kind', lambda w: [*masking_args(w), P, w.ins / 'mask_ratio_abc.pth'],
+     'mask_ratio_abc.pth: args.mask_ratio: expected a number in (0, 1), got abc'),
 ]
 # chmod 000 stops no root: the 'unreadable' rows use a folder or a pipe where a file is expected instead.
 
@@ -183,11 +237,30 @@ else:
 """
 
 
+def write_stored_settings(ins):
+    """Checkpoints whose stored settings are out of their declared types and ranges, or do not fit the weights."""
+    checkpoint = torch.load(ins / CK, weights_only=True)
+    for name, key, value in (('window_huge', 'window_size', 10 ** 8), ('window_zero', 'window_size', 0),
+                             ('unknown_key', 'shuffle_joints', True), ('bad_exclude', 'exclude_actions', 'abc')):
+        changed = copy.deepcopy(checkpoint)
+        changed['args']['val_feeder_args'][key] = value
+        torch.save(changed, ins / f'{name}.pth')
+    changed = copy.deepcopy(checkpoint)
+    changed['args']['model_args']['depth'] = 40
+    torch.save(changed, ins / 'other_shapes.pth')
+    write_config(ins / 'pretrain.yaml', 'ntu60_xsub/pretrain_mamp.yaml', ins / 'NTU60_XSub.npz')
+    mamp = MAMP(**TINY_ENCODER, decoder_dim_feat=32, decoder_depth=1)
+    for value in (1.5, 'abc'):
+        torch.save({'model': mamp.state_dict(), 'epoch': 0, 'args': {'mask_ratio': value}},
+                   ins / f'mask_ratio_{value}.pth')
+
+
 def write_inputs(ins):
     """The shared input files of the rows (small, made once)."""
     write_classifier_checkpoint(ins / CK, 'finetune')
     (ins / 'cut.pth').write_bytes((ins / CK).read_bytes()[:5000])
     synthetic.main(['--out-dir', str(ins / 'synthetic'), '--format', 'skeleton', '--num-train', '2', '--num-test', '1'])
+    lock.release()  # the synthetic data's folder, as at the end of its process
     (ins / 'synthetic' / 'raw').rename(ins / 'ntu')
     first = sorted((ins / 'ntu').glob('*.skeleton'))[0].read_bytes()
     for folder, data in (('empty', b''), ('cut', first[:3000]), ('binary', bytes(range(11, 256)) * 80)):
@@ -212,12 +285,23 @@ def write_inputs(ins):
     for name, (logits, labels) in scores.items():
         save_scores(ins / f'{name}.npz', ['a', 'b', 'c'][:len(labels)], logits, labels)
     (ins / 'cut_scores.npz').write_bytes((ins / 'a.npz').read_bytes()[:300])
+    write_stored_settings(ins)
+    (ins / 'nan').mkdir()
+    arrays = dict(np.load(ins / 'NTU60_XSub.npz'))
+    arrays['x_train'][1, 3, 0] = arrays['x_test'][2, 5, 7] = np.nan
+    np.savez(ins / 'nan' / 'NTU60_XSub.npz', **arrays)
+    write_config(ins / 'nan.yaml', 'ntu60_xsub/finetune.yaml', ins / 'nan' / 'NTU60_XSub.npz')
+    write_config(ins / 'nan_linear.yaml', 'ntu60_xsub/linear.yaml', ins / 'nan' / 'NTU60_XSub.npz')
+    os.mkfifo(ins / 'fifo.npz')
     video = np.round(np.random.default_rng(0).normal(size=(40, 150)), 4)
     for raw, labels in (('pku', ['3,0,12,1']), ('pku_cut', ['3,0,12,1', '5,15']), ('pku_late', ['3,50,60,1']),
                         ('pku_fifo', ['3,0,12,1'])):
         write_video(ins / raw, '0002-L', video, labels)
         write_splits(ins / raw, ['0002-L'], ['0002-L'])
     os.mkfifo(ins / 'pku_fifo' / 'skeleton' / '0003-L.txt')
+    (ins / 'mixed').mkdir()
+    shutil.copy(sorted((ins / 'ntu').glob('*.skeleton'))[0], ins / 'mixed')
+    shutil.copy(ins / 'pku' / 'skeleton' / '0002-L.txt', ins / 'mixed')
     (ins / 'pku_empty' / 'skeleton').mkdir(parents=True)
     write_splits(ins / 'pku_empty', ['0002-L'], ['0002-L'])
 
@@ -255,12 +339,18 @@ def files(*folders):
     return found
 
 
+def lock_files(*folders):
+    """The lock files under `folders`: a run that stops leaves none of its own."""
+    return {path for folder in folders for path in folder.rglob('*.lock')}
+
+
 def run(tool, argv, full_disk, capfd):
-    """(exit status, stderr) of `tool` with `argv`: in this process, or in a subprocess with a full disk."""
+    """(exit status, stderr) of `tool` with `argv`: in this process, or in a subprocess whose files cannot grow past
+    `full_disk` bytes (a full disk)."""
     in_process, (how, target) = TOOLS[tool]
-    if full_disk:
+    if full_disk is not None:
         target = str(ROOT / target) if how == 'path' else target
-        result = subprocess.run([sys.executable, '-c', WITH_FULL_DISK, str(FULL_DISK), how, target, *argv], cwd=ROOT,
+        result = subprocess.run([sys.executable, '-c', WITH_FULL_DISK, str(full_disk), how, target, *argv], cwd=ROOT,
                                 capture_output=True, text=True, timeout=300,
                                 env={**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONDONTWRITEBYTECODE': '1',
                                      'PYTHONPATH': str(ROOT)})
@@ -281,8 +371,8 @@ def test_bad_input_is_one_line_and_leaves_nothing(inputs, tmp_path, capfd, tool,
     w = Workspace(inputs, tmp_path / 'out')
     try:
         argv = [str(a) for a in command(w)]
-        before = files(inputs, tmp_path)
-        status, stderr = run(tool, argv, kind == 'full disk', capfd)
+        before, locks = files(inputs, tmp_path), lock_files(inputs, tmp_path)
+        status, stderr = run(tool, argv, {'full disk': FULL_DISK, 'full disk at start': 0}.get(kind), capfd)
     finally:
         for holder in w.holders:
             holder.kill()
@@ -290,12 +380,26 @@ def test_bad_input_is_one_line_and_leaves_nothing(inputs, tmp_path, capfd, tool,
     errors = [line for line in stderr.splitlines() if line.startswith('error:')]
     assert status == 1 and len(errors) == 1 and 'Traceback' not in stderr, stderr[-3000:]
     assert stderr.rstrip().endswith(errors[0]) and len(errors[0]) <= MAX_LINE, stderr[-3000:]
-    expected = fragment.format(holder=w.holders[0].pid if w.holders else '')
+    expected = fragment.format(holder=w.holders[0].pid if w.holders else '', out=w.out)
     assert expected in errors[0]
-    assert files(inputs, tmp_path) == before
+    assert files(inputs, tmp_path) == before and lock_files(inputs, tmp_path) == locks
 
 
 def test_the_table_covers_every_tool_and_kind():
     kinds = {'missing', 'empty', 'truncated', 'unreadable', 'wrong kind', 'out of range', 'concurrent', 'full disk',
-             'earlier run'}
+             'full disk at start', 'earlier run'}
     assert {r[0] for r in ROWS} == set(TOOLS) and {r[1] for r in ROWS} == kinds
+
+
+def test_an_npz_that_cannot_be_read_is_not_called_another_kind_of_file(inputs, monkeypatch):
+    """chmod 000 stops no root: the open is refused instead. The line says the file cannot be read, not that it
+    is no .npz archive."""
+    import feeder.feeder_ntu
+
+    def refuse(file, *args, **kwargs):
+        raise PermissionError(13, 'Permission denied', str(file))
+    monkeypatch.setattr(feeder.feeder_ntu, 'open', refuse, raising=False)
+    path = inputs / 'NTU60_XSub.npz'
+    with pytest.raises(ValueError) as error:
+        feeder.feeder_ntu.load_npz(path, ('x_test',))
+    assert str(error.value) == f"{path}: cannot be read (Permission denied); check its permissions"

@@ -1,4 +1,5 @@
 """Faults and bad input: preemption and elastic restarts continue exactly; mistakes end in one line."""
+import os
 import shutil
 import signal
 import subprocess
@@ -124,13 +125,74 @@ def test_a_finished_run_is_replaced_only_with_overwrite(work, finished, tmp_path
                     f"--auto_resume continues it, --overwrite starts afresh and replaces it, or give another folder")
     assert snapshot(earlier) == before
     (earlier / 'checkpoint-7.pth').write_bytes(before['checkpoint-0.pth'])  # as if the earlier run went further
+    (earlier / 'scores.npz').write_bytes(b'the earlier run\'s scores')
+    users = {'checkpoint-7-keep.pth': b'a checkpoint the user named', 'thesis.tmp999999.tex': b'\\begin{document}',
+             'notes.txt': b'mine'}
+    for name, data in users.items():
+        (earlier / name).write_bytes(data)
+    (earlier / 'per_class.csv').mkdir()  # a run's file name, but a folder: --overwrite must not start removing
+    line = one_line_error(run_entry('main_pretrain.py', '--config', work['pretrain'], '--output_dir', earlier,
+                                    '--overwrite', check=False))
+    assert line == (f"error: --overwrite: {earlier / 'per_class.csv'} is not a file (a folder?) although a run names "
+                    f"its files so; nothing removed: remove the earlier run by hand or give another --output_dir")
+    assert {k: v for k, v in snapshot(earlier).items() if k in before} == before
+    (earlier / 'per_class.csv').rmdir()
     result = run_entry('main_pretrain.py', '--config', work['pretrain'], '--output_dir', earlier, '--overwrite')
-    assert f"removed the earlier run's 3 checkpoint(s) and 1 TensorBoard event file(s) from {earlier}" in result.stdout
-    assert sorted(p.name for p in earlier.glob('checkpoint-*')) == ['checkpoint-0.pth', 'checkpoint-last.pth']
+    assert (f"removed the earlier run's 3 checkpoint(s), 1 TensorBoard event file(s) and 3 other file(s) from "
+            f"{earlier}") in result.stdout  # log.txt, config.yaml, scores.npz
+    assert sorted(p.name for p in earlier.glob('checkpoint-*')) == ['checkpoint-0.pth', 'checkpoint-7-keep.pth',
+                                                                      'checkpoint-last.pth']
+    assert {name: (earlier / name).read_bytes() for name in users} == users
+    assert not (earlier / 'scores.npz').exists() and not (earlier / '.lock').exists()
     assert_same_training_state(earlier / 'checkpoint-last.pth', finished / 'checkpoint-last.pth')
     assert [e['epoch'] for e in log_entries(earlier)] == [e['epoch'] for e in log_entries(finished)] == [0]
     events = list(earlier.glob('events.out.tfevents.*'))
     assert len(events) == 1 and events[0].name not in before
+
+
+def test_a_data_command_removes_only_what_a_killed_run_of_its_own_left(tmp_path):
+    """data.ntu into an --out-dir and --cache-dir holding the user's files named like temporaries (a file, a folder)
+    and a killed run's lock file and temporary file: the run removes that temporary file only, and every other file
+    is as it was; the finished run leaves no lock."""
+    from data import ntu, synthetic
+    from data.pipeline import run_command
+    from util import lock
+    raw, out, cache = tmp_path / 'synthetic' / 'raw', tmp_path / 'out', tmp_path / 'cache'
+    synthetic.main(['--out-dir', str(tmp_path / 'synthetic'), '--format', 'skeleton', '--num-train', '2',
+                    '--num-test', '1'])
+    lock.release()
+    dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True,
+                          text=True).stdout.strip()
+    for folder in (out, cache):
+        (folder / 'notes.tmp999999').mkdir(parents=True)
+        (folder / 'notes.tmp999999' / 'draft.txt').write_text('mine')
+        (folder / 'thesis.tmp999999.tex').write_text('\\begin{document}')
+        (folder / f'NTU60_XSub.npz.tmp{dead}').write_bytes(b'PK not ours')
+    (out / '.lock').write_text(f'{dead}\n')
+    killed = out / f'.NTU60_XSub.npz.tmp{dead}.abcd1234.mamp.npz'
+    killed.write_bytes(b'PK cut short')
+    before = {p: p.read_bytes() for p in sorted(tmp_path.rglob('*')) if p.is_file() and p not in (killed, out / '.lock')}
+    run_command(lambda: ntu.main(['--dataset', 'ntu60', '--raw-dir', str(raw), '--out-dir', str(out), '--cache-dir',
+                                  str(cache), '--workers', '1']))
+    lock.release()
+    assert {p: p.read_bytes() for p in before} == before
+    assert not killed.exists() and not (out / '.lock').exists() and (out / 'NTU60_XSub.npz').is_file()
+
+
+def test_a_link_at_a_temporary_name_is_never_written_through(work, tmp_path):
+    """Links planted at the names a checkpoint's temporary file had (checkpoint-0.tmp<pid>.pth, ...): the run
+    writes its own new files, the links and their targets outside the folder stay as they were; the finished
+    run's folder holds no .lock."""
+    out, outside = tmp_path / 'out', tmp_path / 'precious.txt'
+    out.mkdir()
+    outside.write_text('not the run\'s')
+    links = [out / f'checkpoint-{e}.tmp{os.getpid()}.pth' for e in (0, 1)] + [out / f'checkpoint-last.tmp{os.getpid()}.pth']
+    for link in links:
+        link.symlink_to(outside)
+    pretrain_in_process(work, out)
+    assert outside.read_text() == 'not the run\'s' and all(link.is_symlink() for link in links)
+    assert load_checkpoint(out / 'checkpoint-last.pth')['epoch'] == 1
+    assert not (out / '.lock').exists() and not list(out.glob('.*.mamp*'))
 
 
 def test_unwritable_output_folder_and_missing_device_fail_in_one_line(work, tmp_path):

@@ -83,6 +83,23 @@ def test_knn_accuracies_equal_numpy(work):
     assert result['bank'] == 24
 
 
+def test_a_k_beyond_the_bank_is_the_bank_with_a_note(work, capsys):
+    """--k 1 1000 on a bank of 24: one note, and the k used and reported is 24, whose vote is the whole bank's
+    (the same top-1 as k = 24 given)."""
+    args = knn_args(work, '--k', '1', '1000')
+    torch.manual_seed(0)
+    model = SkeletonTransformer(**args.model_args).eval()
+    evaluate = KNN(args)
+    assert evaluate.ks == [1, 24]
+    by_k, _ = evaluate.accuracies(model, torch.device('cpu'))
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line.startswith('note:')] == [
+        f"note: --k 1000: more neighbours than the 24 training samples in the bank of {work['npz']}; k = 24 is used "
+        f"instead"]
+    assert '(k=1000' not in out and '(k=24, t=0.07)' in out
+    assert by_k[24] == KNN(knn_args(work, '--k', '24')).accuracies(model, torch.device('cpu'))[0][24]
+
+
 def test_monitor_names_its_bank_beside_main_knn(work):
     """The monitor's print line and TensorBoard tags say when its bank is smaller than main_knn.py's."""
     pretrain = config.parse_args('pretrain', ['--config', str(work['pretrain']), '--knn_every', '1'])

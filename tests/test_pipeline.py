@@ -102,13 +102,29 @@ def dead_pid():
 
 
 def test_claiming_an_out_dir_removes_what_killed_runs_left(tmp_path):
-    """Temporary files of dead processes go, in --out-dir and in the cache; a live process's stay."""
+    """The temporary files a killed run left (named by util.lock.temporary with the pid its lock file holds) go,
+    in --out-dir and in the cache; nothing else does: files and folders named like temporaries by someone else,
+    those of another process, a link named like ours."""
     out, cache, dead = tmp_path / "out", tmp_path / "out" / "cache", dead_pid()
     cache.mkdir(parents=True)
-    stale = [out / f"NTU60_XSub.npz.tmp{dead}", cache / f"S001C001P001R001A001.tmp{dead}.npz"]
-    live = [out / f"NTU60_XView.npz.tmp{os.getpid()}", out / "notes.tmp.txt", cache / "S001C001P001R001A001.npz"]
-    for path in stale + live:
+    (out / ".lock").write_text(f"{dead}\n")  # as a killed run leaves it
+    stale = [out / f".NTU60_XSub.npz.tmp{dead}.abcd1234.mamp.npz",
+             cache / f".S001C001P001R001A001.npz.tmp{dead}.x_y9z0k1.mamp.npz"]
+    kept = [out / "thesis.tmp999999.tex", out / f"NTU60_XView.npz.tmp{dead}", out / "notes.tmp.txt",
+            out / f".NTU60_XView.npz.tmp{dead_pid()}.abcd1234.mamp.npz", out / f".a.npz.tmp{dead}.abcd1234.mamp.bak",
+            cache / "S001C001P001R001A001.npz"]
+    for path in stale + kept:
         path.write_bytes(b"PK")
+    folder = out / f"notes.tmp{dead}"
+    (folder / "draft.txt").parent.mkdir()
+    (folder / "draft.txt").write_text("mine")
+    ours_by_name = out / f".b.npz.tmp{dead}.abcd1234.mamp.npz"
+    ours_by_name.mkdir()
+    link = out / f".c.npz.tmp{dead}.abcd1234.mamp.npz"
+    link.symlink_to(out / "thesis.tmp999999.tex")
     claim_out_dir(out, cache)
-    assert [p.exists() for p in stale + live] == [False] * len(stale) + [True] * len(live)
+    assert [p.exists() for p in stale + kept] == [False] * len(stale) + [True] * len(kept)
+    assert (folder / "draft.txt").read_text() == "mine" and ours_by_name.is_dir() and link.is_symlink()
+    assert (out / ".lock").read_text() == f"{os.getpid()}\n"
     lock.release()
+    assert not (out / ".lock").exists()

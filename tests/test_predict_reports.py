@@ -1,41 +1,49 @@
-"""predict.py reports: accuracy apart for inputs in the checkpoint's training split, mean class accuracy, a
-warning for another dataset's inputs, PKU-MMD frames and shortened clips, per-class table, what it wrote."""
+"""predict.py reports: accuracy apart for the inputs seen in training (told by the data), mean class accuracy, a
+warning for another dataset's inputs or actions the model does not know, PKU-MMD frames and shortened clips,
+per-class table, what it wrote."""
 import csv
 import re
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
 import predict
-from data import synthetic
+from data import ntu, synthetic
+from data.pipeline import run_command
 from test_data_pku import write_splits, write_video
+from feeder.feeder_ntu import Feeder
 from train_fixtures import one_thread, write_classifier_checkpoint
 from util.scores import accuracies, class_accuracy, load_scores
 
 
 @pytest.fixture(scope='module')
 def recordings(tmp_path_factory):
-    """Synthetic NTU-60 .skeleton files of training and test performers, and the NTU60_XSub.npz of the same
-    samples (names_train: the training ones)."""
+    """Synthetic NTU-60 .skeleton files of training and test performers, and the NTU60_XSub.npz that data.ntu
+    makes of them (names_train: the training ones)."""
     root = tmp_path_factory.mktemp('recordings')
     synthetic.main(['--out-dir', str(root), '--format', 'skeleton', '--num-train', '6', '--num-test', '5'])
-    synthetic.main(['--out-dir', str(root), '--format', 'npz', '--num-train', '6', '--num-test', '5'])
+    run_command(lambda: ntu.main(['--dataset', 'ntu60', '--raw-dir', str(root / 'raw'), '--out-dir', str(root),
+                                  '--workers', '1']))
     return root
 
 
-def checkpoint_trained_on(path, train_data, protocol='finetune', **kwargs):
-    """A tiny classifier checkpoint whose run trained on `train_data` (its train_feeder_args data_path)."""
+def checkpoint_trained_on(path, train_data, protocol='finetune', digests=True, **kwargs):
+    """A tiny classifier checkpoint whose run trained on the train split of `train_data` (its digests stored as a
+    training run stores them; none with `digests` False, as in a checkpoint written before they were kept)."""
     write_classifier_checkpoint(path, protocol, **kwargs)
     checkpoint = torch.load(path)
     checkpoint['args']['train_feeder_args'] = {'data_path': str(train_data)}
+    if digests:
+        checkpoint['train_digests'] = torch.from_numpy(Feeder(train_data, 'train').digests())
     torch.save(checkpoint, path)
     return str(path)
 
 
 def accuracy_lines(out):
-    """{'test-split ' / 'training-split ' / '': (samples, top-1, top-5, mean class)} of the printed lines."""
-    found = re.findall(r"Accuracy on the (\d+) (test-split |training-split |)samples of known action: top-1 "
+    """{'seen-in-training ' / '': (samples, top-1, top-5, mean class)} of the printed lines."""
+    found = re.findall(r"Accuracy on the (\d+) (seen-in-training |)samples of known action: top-1 "
                        r"([\d.]+)%, top-5 ([\d.]+)%, mean class ([\d.]+)%", out)
     return {group: (int(n), *map(float, values)) for n, group, *values in found}
 
@@ -45,23 +53,29 @@ def expected(logits, labels, split):
     return (acc['samples'], *(round(acc[k], 2) for k in ('top1', 'top5', 'mean_class')))
 
 
-@pytest.mark.parametrize('source', ['names_train', 'rule'])
-def test_training_and_test_inputs_are_reported_apart(recordings, tmp_path, capsys, source):
-    """The training performers' files are in names_train of the checkpoint's training data (or, that file gone,
-    in the NTU-60 cross-subject rule): two accuracy lines, each equal to the accuracies of its samples."""
-    train_data = recordings / 'NTU60_XSub.npz' if source == 'names_train' else tmp_path / 'gone' / 'NTU60_XSub.npz'
-    checkpoint = checkpoint_trained_on(tmp_path / 'c.pth', train_data)
+def test_inputs_seen_in_training_are_told_by_their_data_and_reported_apart(recordings, tmp_path, capsys):
+    """The training performers' recordings are the samples the checkpoint's run read (their digests are stored):
+    two accuracy lines, each equal to the accuracies of its samples. A recording of other data under a training
+    sample's name is not seen; the checkpoint's data file is never opened (it is gone here)."""
+    raw = tmp_path / 'raw'
+    shutil.copytree(recordings / 'raw', raw)
+    train_names = {str(n) for n in np.load(recordings / 'NTU60_XSub.npz')['names_train']}
+    test_file = next(p for p in sorted(raw.iterdir()) if p.stem not in train_names)
+    impostor = sorted(train_names)[0]
+    test_file.rename(raw / f'{impostor}.skeleton')  # a test recording under a training sample's name
+    checkpoint = checkpoint_trained_on(tmp_path / 'c.pth', recordings / 'NTU60_XSub.npz')
+    torch_checkpoint = torch.load(checkpoint)
+    torch_checkpoint['args']['val_feeder_args']['data_path'] = str(tmp_path / 'gone' / 'NTU60_XSub.npz')
+    torch.save(torch_checkpoint, checkpoint)
     with one_thread():
-        names, logits, labels = predict.main(['--checkpoint', checkpoint, str(recordings / 'raw'), '--workers', '1',
+        names, logits, labels = predict.main(['--checkpoint', checkpoint, str(raw), '--workers', '1',
                                               '--device', 'cpu', '--per_class', str(tmp_path / 'classes.csv')])
     out = capsys.readouterr().out
-    in_train = np.array([n in set(np.load(recordings / 'NTU60_XSub.npz')['names_train']) for n in names])
-    assert in_train.sum() == 6 and len(names) == 11
+    in_train = np.array([n in train_names and n != impostor for n in names])
+    assert in_train.sum() == 5 and len(names) == 10 and impostor in names
     lines = accuracy_lines(out)
-    assert lines == {'test-split ': expected(logits, labels, ~in_train),
-                     'training-split ': expected(logits, labels, in_train)}
-    assert (f"names_train of {train_data}" if source == 'names_train' else "the NTU60 XSub split rule") in out
-    assert '(seen in training: no test of the model)' in out
+    assert lines == {'': expected(logits, labels, ~in_train), 'seen-in-training ': expected(logits, labels, in_train)}
+    assert '(no test of the model)' in out and 'none seen in training' in out
     table = list(csv.DictReader((tmp_path / 'classes.csv').open()))
     accuracy, counts = class_accuracy(logits[~in_train].argmax(1), labels[~in_train], 60)
     assert [int(r['class']) for r in table] == np.flatnonzero(counts).tolist()
@@ -71,9 +85,22 @@ def test_training_and_test_inputs_are_reported_apart(recordings, tmp_path, capsy
         assert float(row['accuracy']) == pytest.approx(accuracy[c], abs=0.005)
 
 
+def test_a_checkpoint_without_digests_marks_nothing_seen_in_one_line(recordings, tmp_path, capsys):
+    checkpoint = checkpoint_trained_on(tmp_path / 'c.pth', recordings / 'NTU60_XSub.npz', digests=False)
+    with one_thread():
+        names, logits, labels = predict.main(['--checkpoint', checkpoint, str(recordings / 'raw'), '--workers', '1',
+                                              '--device', 'cpu'])
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line.startswith('note:')] == [
+        f"note: {checkpoint} stores no digests of its training samples (written before they were kept): no input "
+        f"is marked as seen in training"]
+    assert accuracy_lines(out) == {'': expected(logits, labels, np.ones(len(names), bool))}
+    assert 'none seen in training' not in out
+
+
 def test_inputs_of_another_dataset_get_a_warning_and_no_true_action(recordings, tmp_path, capsys):
     checkpoint = checkpoint_trained_on(tmp_path / 'pku.pth', 'PKUv1_XSub.npz', data_path='PKUv1_XSub.npz',
-                                       num_classes=51)
+                                       num_classes=51, digests=False)
     with one_thread():
         names, logits, labels = predict.main(['--checkpoint', checkpoint, str(recordings / 'raw'), '--workers', '1',
                                               '--device', 'cpu', '--scores', str(tmp_path / 's.npz')])
@@ -94,7 +121,8 @@ def test_an_npz_reports_samples_per_second_and_mean_class_accuracy(recordings, t
     with one_thread():
         names, logits, labels = predict.main(['--checkpoint', checkpoint, str(npz), '--device', 'cpu'])
     out = capsys.readouterr().out
-    assert accuracy_lines(out) == {'test-split ': expected(logits, labels, np.ones(len(names), bool))}
+    assert accuracy_lines(out) == {'': expected(logits, labels, np.ones(len(names), bool))}
+    assert 'none seen in training' in out
     assert re.search(rf"\n5 samples of {re.escape(str(npz))} in [\d.]+ s: [\d.]+ samples/s\n", out)
 
 
@@ -105,7 +133,7 @@ def test_pku_instances_have_their_frames_and_a_clip_past_the_video_is_shortened(
     write_splits(raw, ['0003-L'], ['0003-L'])
     video = raw / 'skeleton' / '0002-L.txt'
     checkpoint = checkpoint_trained_on(tmp_path / 'c.pth', 'PKUv1_XSub.npz', data_path='PKUv1_XSub.npz',
-                                       num_classes=51)
+                                       num_classes=51, digests=False)
     with one_thread():
         names, _, labels = predict.main(['--checkpoint', checkpoint, str(video), '--out', str(tmp_path / 'p.csv'),
                                          '--device', 'cpu'])
@@ -116,7 +144,7 @@ def test_pku_instances_have_their_frames_and_a_clip_past_the_video_is_shortened(
     out = capsys.readouterr().out
     rows = list(csv.DictReader((tmp_path / 'p.csv').open()))
     assert [(r['name'], r['start'], r['end']) for r in rows] == [('0002-L_0', '0', '12'), ('0002-L_1', '15', '40')]
-    assert labels.tolist() == [2, 4] and 'test-split' in out and 'the split file' in out
+    assert labels.tolist() == [2, 4] and 'stores no digests' in out
     assert f"note: {video}: the clip is frames 30 to 40: the video ends there" in out
     assert shortened == whole == ['0002-L_30-40']
     np.testing.assert_array_equal(logits, expected_logits)
@@ -125,3 +153,18 @@ def test_pku_instances_have_their_frames_and_a_clip_past_the_video_is_shortened(
     with pytest.raises(SystemExit, match=rf"error: {re.escape(str(video))}: --start 40 is past its 40 frames; "
                                          rf"give a start below 40"):
         predict.main(['--checkpoint', checkpoint, str(video), '--start', '40', '--end', '45', '--device', 'cpu'])
+
+
+def test_inputs_of_actions_the_model_does_not_know_get_one_warning(recordings, tmp_path, capfd):
+    """Real-style NTU-60 recordings scored against a 13-action model: one warning line, and no true action for
+    the inputs beyond its actions."""
+    checkpoint = checkpoint_trained_on(tmp_path / 'c.pth', recordings / 'NTU60_XSub.npz', num_classes=13)
+    with one_thread():
+        names, _, labels = predict.main(['--checkpoint', checkpoint, str(recordings / 'raw'), '--workers', '1',
+                                         '--device', 'cpu'])
+    beyond = sum(int(n[-3:]) > 13 for n in names)
+    assert 0 < beyond < len(names)
+    warnings = [line for line in capfd.readouterr().err.splitlines() if line.startswith('warning:')]
+    assert warnings == [f"warning: {beyond} of the {len(names)} inputs are of actions {checkpoint} does not know (its "
+                        f"13 actions end at 'tear up paper'): no true action is shown or scored for them"]
+    assert (labels == -1).sum() == beyond and labels.max() < 13

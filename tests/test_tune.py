@@ -254,7 +254,18 @@ def test_bad_input_is_one_line_and_writes_nothing(work, tuning, tmp_path):
     write_classifier_checkpoint(tmp_path / 'classifier.pth', 'finetune')
     wide = MAMP(**{**TINY_ENCODER, 'dim_feat': 48}, decoder_dim_feat=48, decoder_depth=1)
     torch.save({'model': wide.state_dict()}, tmp_path / 'wide.pth')
+    for name, (ptr, length) in {'past_the_end': (16, 16), 'behind_the_rows': (3, 8)}.items():
+        checkpoint = torch.load(tuning['reference'] / 'checkpoint-0.pth', weights_only=False)
+        checkpoint['model']['queue_ptr'].fill_(ptr)
+        checkpoint['model']['queue_len'].fill_(length)
+        torch.save(checkpoint, tmp_path / f'{name}.pth')
     cases = [(['--finetune', tmp_path / 'classifier.pth'], 'a classifier checkpoint'),
+             (['--batch_size', '1'], '--batch_size 1: the projector and predictor normalise over the batch '
+                                     '(BatchNorm), which needs at least 2 samples per process'),
+             (['--resume', tmp_path / 'past_the_end.pth'], 'past_the_end.pth: queue_ptr 16 and queue_len 16 are '
+                                                          'impossible for a queue of 16 rows'),
+             (['--resume', tmp_path / 'behind_the_rows.pth'], 'behind_the_rows.pth: queue_ptr 3 and queue_len 8 are '
+                                                             'impossible for a queue of 16 rows'),
              (['--finetune', tmp_path / 'wide.pth'], 'an encoder of width 48, the model\'s is 32'),
              (['--queue_size', '25'], '--queue_size 25: larger than the 24 training samples'),
              (['--queue_size', '3'], '--queue_size 3: smaller than one batch of 4'),

@@ -3,14 +3,16 @@ is a one-line ValueError saying what is wrong with the file and what to do), res
 readable one, and writing them (whole or not at all) in the published format."""
 import argparse
 import pickle
+import pickletools
 import re
+import zipfile
 from pathlib import Path
 
 import torch
 
 from util import dist
 from util.config import eval_only, fail
-from util.output import atomic_copy, atomic_save
+from util.output import NUMBERED, atomic_copy, atomic_save
 
 # Beyond tensors, dicts, lists, tuples, numbers and strings (always allowed by weights_only=True), a
 # checkpoint written by main_pretrain.py / main_finetune.py holds the command-line arguments under 'args'.
@@ -47,10 +49,10 @@ def read(path, map_location):
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        unsafe = re.search(r'GLOBAL (\S+)', str(e))
-        if 'Unsupported global' in str(e) and unsafe:
-            raise ValueError(f"{path}: refused to load, it needs the Python object {unsafe.group(1)}, which could "
-                             f"run code (only tensors, plain containers and "
+        refused = refused_globals(path)
+        if refused:
+            raise ValueError(f"{path}: refused to load: it holds Python objects we refuse to load "
+                             f"({', '.join(refused[:3])}), which could run code (only tensors, plain containers and "
                              f"{', '.join(g.__qualname__ for g in SAFE_GLOBALS)} are read)") from None
         error = e
     except Exception as e:  # torch's reader fails on a damaged file with OSError, RuntimeError, EOFError, ...
@@ -62,6 +64,39 @@ def read(path, map_location):
     reason = ': '.join([type(error).__name__] + message.strip().splitlines()[:1])[:120]
     raise ValueError(f"{path}: not a PyTorch checkpoint ({reason}); give a checkpoint written by main_pretrain.py, "
                      f"main_tune.py, main_linprobe.py or main_finetune.py") from None
+
+
+def refused_globals(path):
+    """The Python objects (module.name) that the pickle inside checkpoint `path` names and that the safe
+    unpickler does not allow: read from the pickle's GLOBAL / STACK_GLOBAL opcodes, whatever torch's error says.
+    Empty for a file that is not a readable torch archive."""
+    allowed = {f"{g.__module__}.{g.__qualname__}" for g in SAFE_GLOBALS}
+    try:
+        from torch._weights_only_unpickler import _get_allowed_globals
+        allowed |= set(_get_allowed_globals())
+    except (ImportError, AttributeError):  # another torch: its own allow-list, and these always
+        allowed |= {'collections.OrderedDict', 'torch._utils._rebuild_tensor_v2'}
+    found, strings, memo, previous = [], [], {}, None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            member = next(n for n in archive.namelist() if n.endswith('data.pkl'))
+            for op, arg, _ in pickletools.genops(archive.read(member)):
+                if op.name in ('SHORT_BINUNICODE', 'BINUNICODE', 'UNICODE'):
+                    strings.append(arg)
+                elif op.name in ('BINPUT', 'LONG_BINPUT', 'MEMOIZE') and previous in ('SHORT_BINUNICODE', 'BINUNICODE',
+                                                                                  'UNICODE'):
+                    memo[len(memo) if arg is None else arg] = strings[-1]
+                elif op.name in ('BINGET', 'LONG_BINGET') and arg in memo:
+                    strings.append(memo[arg])
+                elif op.name == 'GLOBAL':
+                    found.append(arg.replace(' ', '.'))
+                elif op.name == 'STACK_GLOBAL' and len(strings) >= 2:
+                    found.append('.'.join(strings[-2:]))
+                previous = op.name
+    except (OSError, StopIteration, ValueError, zipfile.BadZipFile, EOFError):
+        pass
+    refused = [g for g in dict.fromkeys(found) if g not in allowed and not re.fullmatch(r'torch\.\w*Storage', g)]
+    return [re.sub(r'^(__builtin__|builtins)\.', '', g) for g in refused]
 
 
 def check_content(checkpoint, name):
@@ -79,11 +114,12 @@ def check_content(checkpoint, name):
 
 def run_checkpoints(output_dir):
     """The checkpoints a run wrote to `output_dir`, newest first: checkpoint-last.pth, then
-    checkpoint-<epoch>.pth by decreasing epoch (not the temporary files of an unfinished write)."""
+    checkpoint-<epoch>.pth by decreasing epoch (exactly those names: not checkpoint-7-keep.pth, nor a temporary
+    file of an unfinished write)."""
     output_dir = Path(output_dir)
-    numbered = [p for p in output_dir.glob('checkpoint-*.pth') if p.stem.split('-')[1].isdigit()]
-    last = [output_dir / 'checkpoint-last.pth'] if (output_dir / 'checkpoint-last.pth').is_file() else []
-    return last + sorted(numbered, key=lambda p: -int(p.stem.split('-')[1]))
+    numbered = [(int(m[1]), p) for p in output_dir.glob('checkpoint-*.pth') if (m := NUMBERED.fullmatch(p.name))]
+    last = [output_dir / 'checkpoint-last.pth'] if (output_dir / 'checkpoint-last.pth').exists() else []
+    return last + [p for _, p in sorted(numbered, key=lambda e: -e[0])]
 
 
 def resume_candidates(args):
@@ -120,6 +156,9 @@ def load_model(args, model_without_ddp, optimizer, loss_scaler):
             fail(f"--auto_resume: no readable checkpoint in {args.output_dir}; move the damaged ones away to "
                  f"start afresh")
         return None
+    problem = queue_problem(checkpoint.get('model', checkpoint))
+    if problem:
+        fail(f"--resume {path}: {problem}; the checkpoint is damaged: use an earlier one")
     try:
         model_without_ddp.load_state_dict(checkpoint.get('model', checkpoint))
     except RuntimeError as e:
@@ -141,6 +180,24 @@ def load_model(args, model_without_ddp, optimizer, loss_scaler):
         args.start_step = position['step'] if position is not None else 0
         print(f"With optimizer and scaler state; continuing at epoch {args.start_epoch} step {args.start_step}")
     return checkpoint
+
+
+def queue_problem(weights):
+    """What is impossible about the support queue's counters of a tuning checkpoint (model_tune.NNCLR: queue_ptr,
+    the next row written, and queue_len, the rows written, of a FIFO filled from row 0), or None."""
+    if 'queue' not in weights or weights['queue'].ndim != 2:
+        return None
+    size, counters = len(weights['queue']), {}
+    for key in ('queue_ptr', 'queue_len'):
+        value = weights.get(key)
+        if value is None or value.numel() != 1 or value.is_floating_point():
+            return f"{key}: expected one integer, got {None if value is None else tuple(value.shape)}"
+        counters[key] = int(value)
+    ptr, length = counters['queue_ptr'], counters['queue_len']
+    if not (0 <= ptr < size and 0 <= length <= size and (length == size or ptr == length)):
+        return (f"queue_ptr {ptr} and queue_len {length} are impossible for a queue of {size} rows (expected "
+                f"0 <= queue_ptr < {size}, 0 <= queue_len <= {size}, and queue_ptr = queue_len until it is full)")
+    return None
 
 
 def first_problem(error):

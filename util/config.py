@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from util import registry
-from util.flags import Range, get_args_parser
+from util.flags import Range, check_feeder_args, get_args_parser
 from util.model_args import run_checks
 
 # Keys that only a config (or --opts) sets: the classes to build (module.Class) and their arguments (mappings).
@@ -100,6 +100,16 @@ def merge(base, override):
     return out
 
 
+def stored_setting(protocol, settings, key, where):
+    """A setting `key` of the settings a checkpoint stores (`settings`, a dict), through the type and range of
+    the `protocol` flag of that name, as a config value is (one line naming `where` and the key otherwise);
+    None when it is not stored."""
+    if key not in settings:
+        return None
+    action = next(a for a in get_args_parser(protocol)._actions if a.dest == key)
+    return coerce(action, settings[key], f"{where}: args.{key}")
+
+
 def coerce(action, value, where):
     """`value` (from YAML or --opts) converted to the type of the command-line flag `action` and checked against
     its range (util.flags.Range); a list of them for a flag taking several values (one value is a list of one)."""
@@ -154,12 +164,19 @@ def resolve_class(kind, name, where):
 
 
 def check_class_args(args):
-    """Fail on a feeder/model argument that the configured class does not take, naming key and config."""
+    """Fail on a feeder/model argument that the configured class does not take, and on a feeder argument of
+    another type or out of its range (util.flags.FEEDER_ARGS), naming key and config."""
     for class_key, args_key in (('feeder', 'train_feeder_args'), ('feeder', 'val_feeder_args'),
                                 ('model', 'model_args')):
         if not hasattr(args, args_key):
             continue
         cls = resolve_class(class_key, getattr(args, class_key), f"{args.config}: {class_key}")
+        if class_key == 'feeder':
+            try:
+                setattr(args, args_key, check_feeder_args(cls, getattr(args, args_key), args.config, args_key))
+            except ValueError as e:
+                fail(str(e))
+            continue
         params = inspect.signature(cls).parameters
         if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
             continue

@@ -1,10 +1,14 @@
-"""The command-line flags of the training entry points; each is also a config key (util/config.py).
+"""The declared type and range of every setting: the command-line flags of the training entry points (each is
+also a config key, util/config.py) and the feeder arguments (FEEDER_ARGS), wherever they come from.
 
 Every numeric flag declares its allowed values with a `Range` type, which util.config applies to the flag, to
 its YAML value and to --opts alike: a value out of range ends in one line naming the flag (or key), the value
-and the range, before anything runs. tests/test_flags.py checks that no numeric flag lacks a range.
+and the range, before anything runs. tests/test_flags.py checks that no numeric flag lacks a range. The feeder
+arguments of a config, of the settings a checkpoint stores (predict.py, export.py) and of an export's
+config.json go through check_feeder_args, before a feeder is built or a file opened.
 """
 import argparse
+import inspect
 import math
 
 
@@ -39,6 +43,109 @@ class Range:
 
 POSITIVE = Range(float, 0, open_low=True)
 NON_NEGATIVE = Range(float, 0)
+MAX_WINDOW = 1000  # frames of a resampled sequence: the recordings have at most 300 (NTU) / 300 (PKU-MMD clips)
+
+
+class Window(Range):
+    """window_size: -1 (keep the cropped frames) or a number of frames in [1, MAX_WINDOW]."""
+
+    def __init__(self):
+        super().__init__(int, 1, MAX_WINDOW)
+
+    def __str__(self):
+        return f"-1 (keep the frames) or an integer in [1, {MAX_WINDOW}]"
+
+    def __call__(self, value):
+        if value in (-1, '-1') and not isinstance(value, bool):
+            return -1
+        return super().__call__(value)
+
+
+def boolean(value):
+    if not isinstance(value, bool):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+    return value
+
+
+def text(value):
+    if not isinstance(value, str) or not value:
+        raise argparse.ArgumentTypeError(f"expected a path, got {value!r}")
+    return value
+
+
+def split(value):
+    if value not in ('train', 'test'):
+        raise argparse.ArgumentTypeError(f"expected 'train' or 'test', got {value!r}")
+    return value
+
+
+def several(kind, lengths):
+    """A list (or one value) of `kind` values, as many as one of `lengths` (None: any number)."""
+    def check(value):
+        if not isinstance(value, (list, tuple)):
+            return kind(value)
+        if lengths is not None and len(value) not in lengths:
+            raise argparse.ArgumentTypeError(f"expected {' or '.join(map(str, lengths))} values, got {value!r}")
+        return [kind(v) for v in value]
+    check.__name__ = f"list of {kind}"
+    return check
+
+
+# The arguments of the registered feeders (util/registry.py) and their types; a feeder argument not here is
+# unknown, wherever it comes from.
+FEEDER_ARGS = {
+    'data_path': text, 'split': split, 'p_interval': several(Range(float, 0, 1, open_low=True), (1, 2)),
+    'window_size': Window(), 'random_rot': boolean, 'bone': boolean, 'vel': boolean, 'debug': boolean,
+    'data_ratio': Range(float, 0, 1, open_low=True), 'subset_seed': Range(int, 0, 2 ** 32 - 1),
+    'balanced_subset': boolean, 'batch_augment': boolean, 'exclude_actions': several(Range(int, 1), None),
+    'random_choose': boolean, 'random_shift': boolean, 'random_move': boolean, 'normalization': boolean,
+    'use_mmap': boolean, 'views': Range(int, 1, 16),
+}
+# Feeder arguments that choose which training samples are read: not applied when a tool evaluates a checkpoint.
+TRAINING_SUBSET = ('data_ratio', 'subset_seed', 'balanced_subset', 'exclude_actions', 'debug')
+
+
+def training_subset_note(feeder_args, source, instead):
+    """The one-line note naming the feeder arguments stored in `source` that choose training samples and would
+    change the result (TRAINING_SUBSET with other values than all samples), and what the tool does `instead`;
+    None when there are none."""
+    changing = {k: v for k, v in feeder_args.items() if (k == 'data_ratio' and v < 1) or
+                (k == 'exclude_actions' and v) or (k == 'debug' and v is True)}
+    if not changing:
+        return None
+    named = ', '.join(f"{k}={v}" for k, v in changing.items())
+    return f"note: {source} stores val_feeder_args {named}, which choose training samples: {instead}"
+
+
+def feeder_params(cls):
+    """The keyword arguments feeder class `cls` takes (with those of its bases when it passes **kwargs on)."""
+    params = set()
+    for klass in cls.__mro__:
+        if '__init__' not in vars(klass):
+            continue
+        signature = inspect.signature(klass.__init__).parameters
+        params |= {n for n, p in signature.items() if p.kind is p.KEYWORD_ONLY or
+                   p.kind is p.POSITIONAL_OR_KEYWORD} - {'self'}
+        if not any(p.kind is p.VAR_KEYWORD for p in signature.values()):
+            break
+    return params
+
+
+def check_feeder_args(cls, values, where, name):
+    """`values` (the mapping `name` of feeder arguments for class `cls`, read from `where`) with each converted by
+    its FEEDER_ARGS type; a one-line ValueError naming `where`, the key, the value and what is expected otherwise."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: {name}: expected a mapping of feeder arguments, got {values!r:.60}")
+    params, checked = feeder_params(cls), {}
+    for key, value in values.items():
+        if key not in params or key not in FEEDER_ARGS:
+            raise ValueError(f"{where}: unknown key {key!r:.60} in {name} ({cls.__module__}.{cls.__name__} takes: "
+                             f"{', '.join(sorted(params & set(FEEDER_ARGS)))})")
+        try:
+            checked[key] = FEEDER_ARGS[key](value)
+        except argparse.ArgumentTypeError as e:
+            raise ValueError(f"{where}: {name}.{key}: {e}") from None
+    return checked
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -106,8 +106,19 @@ class KNN:
         self.bank = data.build_dataset(args, key, **bank_args)
         self.queries = data.build_dataset(args, key, **query_args)
         self.bank_index = bank_subset(len(self.bank), args.knn_max_train)
-        self.ks, self.t, self.amp = neighbour_counts(args), args.knn_t, args.amp
+        self.ks, self.t, self.amp = self.neighbours(neighbour_counts(args)), args.knn_t, args.amp
         self.loader_options = loader_options(args)
+
+    def neighbours(self, ks):
+        """The k of --k, each at most the bank's size (a larger one with a note: every sample of the bank votes,
+        and the result says so)."""
+        size = len(self.bank_index)
+        beyond = [k for k in ks if k > size]
+        if not size or not beyond:
+            return ks
+        print(f"note: --k {' '.join(map(str, beyond))}: more neighbours than the {size} training samples in the bank "
+              f"of {self.bank.data_path}; k = {size} is used instead")
+        return list(dict.fromkeys(min(k, size) for k in ks))
 
     def __call__(self, encoder, device, name=None):
         """Evaluate `encoder` with the first k; the result line printed starts with `name` (default: kNN and the

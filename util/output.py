@@ -1,14 +1,22 @@
 """What a run writes: its output folder (created, locked against a second run), files written whole or not at
-all (a temporary file with a process-unique name, then a rename), result JSON and log.txt lines."""
+all (a temporary file created exclusively, util.lock.temporary, then a rename), result JSON and log.txt lines."""
 import json
 import os
+import re
 import shutil
+import stat
 from pathlib import Path
 
 import torch
 
 from util import dist, lock
 from util.config import fail
+
+# The files a run writes into its output folder, by exact name: what --overwrite removes of an earlier run.
+RUN_FILES = ('checkpoint-last.pth', 'log.txt', 'config.yaml', 'per_class.csv', 'scores.npz', 'knn.json',
+             'fewshot.json')
+NUMBERED = re.compile(r'checkpoint-(\d+)\.pth')  # save_model's checkpoint-<epoch>.pth
+EVENTS = re.compile(r'events\.out\.tfevents\.\d+\.[^/]+\.\d+\.\d+')  # SummaryWriter's: time, host, pid, count
 
 
 def make_dir(path, flag):
@@ -23,15 +31,34 @@ def make_dir(path, flag):
 def lock_output_dir(output_dir):
     """Create `output_dir` and hold an exclusive lock on its .lock file for the life of this process
     (util.lock): a second run into the same folder stops with one line naming the holder's pid; a later run
-    in the same process (e.g. main() called again) takes over its earlier lock."""
-    lock.hold(make_dir(output_dir, '--output_dir') / '.lock', '--output_dir', output_dir,
-              'a running training process')
+    in the same process (e.g. main() called again) takes over its earlier lock. The temporary files of a killed
+    earlier run there are removed."""
+    folder = make_dir(output_dir, '--output_dir')
+    lock.remove_stale(folder, lock.hold(folder / '.lock', '--output_dir', output_dir, 'a running training process'))
 
 
 def release_output_dirs():
-    """Give up the locks this process holds (at the end of a run, so that a later run in the same process or
-    another process may use the folder)."""
+    """Give up the locks this process holds and remove their lock files (at the end of a run, so that a later
+    run in the same process or another process may use the folder, and a finished run's folder holds no .lock)."""
     lock.release()
+
+
+def run_files(output_dir, events=True):
+    """The files in `output_dir` named as a run's writers name them (RUN_FILES, checkpoint-<epoch>.pth and, with
+    `events`, TensorBoard event files), nothing else."""
+    return [p for p in sorted(Path(output_dir).iterdir()) if p.name in RUN_FILES or NUMBERED.fullmatch(p.name)
+            or (events and EVENTS.fullmatch(p.name))]
+
+
+def unremovable(folder, paths):
+    """Why one of `paths` (in `folder`) could not be removed (a folder by that name, a folder without write
+    permission), or None when every one can be."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot remove files in {folder} (no write permission)"
+    for path in paths:
+        if not stat.S_ISREG(path.lstat().st_mode) and not path.is_symlink():
+            return f"{path} is not a file (a folder?) although a run names its files so"
+    return None
 
 
 def check_output_path(path, flag):
@@ -47,18 +74,21 @@ def check_output_path(path, flag):
 
 
 def atomic_write(path, write):
-    """write(tmp) to a temporary file beside `path` (unique to this process, same suffix), then rename it to
-    `path`: `path` is never half written. On a failed write (a full disk, a read-only folder) the temporary
-    file is removed, `path` is untouched and the run stops with one line."""
+    """write(tmp) to a temporary file beside `path` (created exclusively under a name of its own, never through
+    a link: util.lock.temporary), then rename it to `path`: `path` is never half written, and a link planted
+    beside it is never written through. On a failed write (a full disk, a read-only folder) the temporary file
+    is removed, `path` is untouched and the run stops with one line."""
     path = Path(path)
-    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}{path.suffix}")
+    tmp = None
     try:
+        tmp = lock.temporary(path)
         write(tmp)
         os.replace(tmp, path)
     except (OSError, RuntimeError) as e:  # torch.save reports a failed write as a RuntimeError
         fail(f"cannot write {path}: {' '.join(str(e).split())} (free space, or write to another folder)")
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def atomic_save(obj, path):

@@ -81,19 +81,25 @@ def earlier_run(args):
 
 
 def remove_earlier_run(args, earlier):
-    """--overwrite, once the new run's inputs are checked: the earlier run's checkpoints and TensorBoard events
-    (when they are in output_dir; a --log_dir elsewhere may be shared) go, so that neither --auto_resume nor
-    TensorBoard mixes the two runs; log.txt is trimmed as on any start."""
+    """--overwrite, once the new run's inputs are checked: exactly the files the earlier run's writers name
+    (output.run_files: its checkpoints, log.txt, config.yaml, scores and tables, and its TensorBoard events when
+    they are in output_dir; a --log_dir elsewhere may be shared) go, so that neither --auto_resume nor
+    TensorBoard mixes the two runs. Every one is checked to be removable before any is removed."""
     same = Path(args.log_dir).resolve() == Path(args.output_dir).resolve()
-    events = sorted(Path(args.output_dir).glob('events.out.tfevents.*')) if same else []
-    for path in earlier + events:
+    paths = output.run_files(args.output_dir, events=same)
+    problem = output.unremovable(args.output_dir, paths)
+    if problem:
+        config.fail(f"--overwrite: {problem}; nothing removed: remove the earlier run by hand or give another "
+                    f"--output_dir")
+    for path in paths:
         try:
             path.unlink(missing_ok=True)
         except OSError as e:
-            config.fail(f"--overwrite: cannot remove {path} ({e.strerror}); remove the earlier run by hand or give "
-                        f"another --output_dir")
-    print(f"--overwrite: removed the earlier run's {len(earlier)} checkpoint(s) and {len(events)} TensorBoard "
-          f"event file(s) from {args.output_dir}")
+            config.fail(f"--overwrite: cannot remove {path} ({e.strerror}); remove the rest of the earlier run by "
+                        f"hand or give another --output_dir")
+    events = sum(output.EVENTS.fullmatch(p.name) is not None for p in paths)
+    print(f"--overwrite: removed the earlier run's {len(earlier)} checkpoint(s), {events} TensorBoard event "
+          f"file(s) and {len(paths) - len(earlier) - events} other file(s) from {args.output_dir}")
 
 
 def finish_evaluation(args, name, stats):
@@ -216,6 +222,9 @@ def train(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=No
     dataset_val = data.build_dataset(args, 'val_feeder_args') if evaluate else None
     loader_train, loader_val = data.build_loaders(args, dataset_train, dataset_val)
     augment = data.batch_augmenter(dataset_train) if args.gpu_aug else None
+    trained_on = {}  # stored in every checkpoint beside the weights: what the run was trained on (data.splits)
+    if dist.is_main_process() and not config.eval_only(args) and hasattr(dataset_train, 'digests'):
+        trained_on['train_digests'] = torch.from_numpy(dataset_train.digests())
 
     model = build_model(args)
     if prepare_model is not None:
@@ -229,8 +238,8 @@ def train(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=No
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
     model_eval = model_without_ddp
     if args.compile:
-        import torch._inductor.config
-        torch._inductor.config.fallback_random = True  # the eager random draws (masking, drop path)
+        from torch._inductor import config as inductor_config
+        inductor_config.fallback_random = True  # the eager random draws (masking, drop path)
         model, model_eval = torch.compile(model), torch.compile(model_without_ddp)
     loss_scaler = devices.LossScaler(args, device)
     checkpoint = load_model(args, model_without_ddp, optimizer, loss_scaler) or {}
@@ -262,7 +271,7 @@ def train(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=No
                                       augment=augment, position=position)
         position = train_stats.get('position')
         if position is not None:
-            save_preempted(args, epoch, position, model_without_ddp, optimizer, loss_scaler, **best)
+            save_preempted(args, epoch, position, model_without_ddp, optimizer, loss_scaler, **best, **trained_on)
             stop_preempted(args, log_writer, f"epoch {epoch} step {position['step']}")
         stats = {**{f'train_{k}': v for k, v in train_stats.items()}, 'epoch': epoch, 'n_parameters': n_parameters}
         scalars = {'perf/samples_per_s': train_stats['samples_per_s'], 'perf/epoch_time_s': train_stats['epoch_time']}
@@ -285,7 +294,7 @@ def train(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=No
                 log_writer.add_scalar(tag, value, engine.tensorboard_step(epoch + 1))
             log_writer.flush()
         output.log_stats(args, stats)
-        save_model(args, epoch, model_without_ddp, optimizer, loss_scaler, **best)
+        save_model(args, epoch, model_without_ddp, optimizer, loss_scaler, **best, **trained_on)
         if epoch + 1 < args.epochs and preemption.requested():
             stop_preempted(args, log_writer, f"the end of epoch {epoch}")
     preemption.restore()

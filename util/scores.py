@@ -34,6 +34,10 @@ def load_scores(path):
     if not Path(path).is_file():
         what = 'a folder' if Path(path).is_dir() else 'no such file'
         fail(f"{path}: {what}; give a score file (written by --save_scores or predict.py --scores)")
+    with open(path, 'rb') as f:
+        if f.read(4) != b'PK\x03\x04':
+            fail(f"{path}: not a score file (not an .npz archive); give a file written by --save_scores or "
+                 f"predict.py --scores")
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in KEYS if k not in z.files]
