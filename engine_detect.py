@@ -105,6 +105,15 @@ def frame_probabilities(model, features, length, hop):
     return probs[torch.from_numpy(nearest_window(np.arange(length), hop, len(features)))].numpy()
 
 
+def detect_recording(model, frames, window, hop, window_size, p_interval=1.0, smooth=20, threshold=0.4,
+                     device='cpu', amp='none', batch_size=256):
+    """One recording's frames (n, 150) -> (frame probabilities (n, classes), segments [(label, start, end,
+    score)]): dense_features, frame_probabilities, util.segments.segments_from_probs."""
+    features = dense_features(model, frames, window, hop, window_size, p_interval, device, amp, batch_size)
+    probs = frame_probabilities(model, features, len(frames), hop)
+    return probs, segments_from_probs(probs, smooth=smooth, threshold=threshold)
+
+
 def detect(args, model, feeder, features, offsets):
     """Frame probabilities -> segments (util.segments.segments_from_probs with --smooth, --threshold) of
     every recording -> OUT/proposals/<name>.txt, and the scores against the recordings' intervals:

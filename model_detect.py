@@ -25,8 +25,22 @@ class FrameDetector(SkeletonTransformer):
                          norm_layer, protocol)
 
     def pooled(self, x):
-        """(N, C, T, V, M) -> the features the head pools, (N, dim_feat)"""
-        return self.forward_features(x).mean(dim=(1, 2, 3))
+        """(N, C, T, V, M) -> the features the head pools, (N, dim_feat): the mean over bodies of each body's
+        encoded tokens' mean. Each body is encoded on its own, so the bodies with no joint (all zeros, e.g. the
+        second body of a one-person recording) all have the features of one zero body, encoded once."""
+        N, C, T, V, M = x.shape
+        bodies = x.permute(0, 4, 1, 2, 3).reshape(N * M, C, T, V)
+        present = bodies.flatten(1).abs().amax(1) > 0
+        if present.all():
+            return self.forward_features(x).mean(dim=(1, 2, 3))
+        per_body = self.encode_bodies(bodies[:1].new_zeros(1, C, T, V)).expand(N * M, -1).clone()
+        if present.any():
+            per_body[present] = self.encode_bodies(bodies[present]).to(per_body.dtype)
+        return per_body.view(N, M, -1).mean(dim=1)
+
+    def encode_bodies(self, bodies):
+        """(K, C, T, V) single bodies -> the mean of their encoded tokens (K, dim_feat)"""
+        return self.forward_features(bodies.unsqueeze(-1)).mean(dim=(1, 2, 3))
 
     def forward(self, x):
         """(N, C, T, V, M) or pooled features (N, dim_feat) -> logits (N, num_classes)"""

@@ -26,7 +26,8 @@ KEYS = ('x', 'offsets', 'frame_labels', 'names', 'intervals')
 
 def window_centres(length, hop):
     """Centre frames 0, hop, 2 hop, ... of the windows read from a recording of `length` frames: every frame
-    is within hop / 2 of one."""
+    is within hop / 2 of one, but for the last few, whose own window (moved inside the recording) is the last
+    one's when hop <= window / 2."""
     return np.arange(0, length, hop)
 
 

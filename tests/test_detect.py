@@ -1,0 +1,236 @@
+"""Temporal action detection (main_detect.py, engine_detect.py, feeder/untrimmed.py): the windows follow the
+published sliding window, a frame's dense feature is the encoder's on its window, the cache gives what the
+encoder gives, and a training run writes proposal files whose mAP an independent computation reproduces."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import engine_detect
+import main_detect
+from conftest import ROOT
+from feeder.augment import resample
+from feeder.feeder_ntu import to_layout
+from feeder.untrimmed import Recordings, UntrimmedFeeder, nearest_window, window_starts
+from model_detect import FrameDetector
+from train_fixtures import one_line_exit, run_entry
+from util import config
+
+ENCODER = {'dim_feat': 32, 'depth': 1, 'num_heads': 2, 'num_frames': 16}
+WINDOW, HOP = 32, 4
+
+
+def write_untrimmed(path, num_train=4, num_test=2, frames=400, seed=0, one_body=()):
+    """An untrimmed file: each recording alternates 40 frames of background (a still pose) and 80 frames of an
+    action 1, 2 or 3 (the pose moving at a frequency of its own). Recordings in `one_body` have no second body."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, count in (('train', num_train), ('test', num_test)):
+        xs, labels, intervals = [], [], []
+        for v in range(count):
+            pose = rng.normal(0, 0.3, 150).astype(np.float32)
+            t = np.arange(frames)[:, None] / 30.0
+            x = pose + 0.01 * rng.normal(size=(frames, 150))
+            lab = np.zeros(frames, np.int64)
+            for k, start in enumerate(range(40, frames - 100, 120)):
+                action = (v + k) % 3 + 1
+                x[start:start + 80] += 0.3 * np.sin(3 * action * t[start:start + 80] + pose)
+                lab[start:start + 80] = action
+                intervals.append((v, action, start, start + 80))
+            if split == 'test' and v in one_body:
+                x[:, 75:] = 0
+            xs.append(x.astype(np.float32))
+            labels.append(lab)
+        arrays.update({f'x_{split}': np.concatenate(xs), f'frame_labels_{split}': np.concatenate(labels),
+                       f'offsets_{split}': np.arange(count + 1, dtype=np.int64) * frames,
+                       f'names_{split}': np.array([f'{split}{v:04d}-M' for v in range(count)]),
+                       f'intervals_{split}': np.array(intervals, np.int64).reshape(-1, 4)})
+    np.savez(path, **arrays)
+    return path
+
+
+def write_config(path, data_path, **overrides):
+    windows = {'data_path': str(data_path), 'window_size': ENCODER['num_frames'], 'window': WINDOW, 'hop': HOP}
+    cfg = {'_base_': str(ROOT / 'config/demo/detect.yaml'), 'model_args': dict(ENCODER),
+           'train_feeder_args': {**windows, 'train_windows': [24, 32, 40]}, 'val_feeder_args': dict(windows),
+           'epochs': 2, 'batch_size': 16, 'print_freq': 2, **overrides}
+    Path(path).write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope='module')
+def untrimmed(tmp_path_factory):
+    return write_untrimmed(tmp_path_factory.mktemp('untrimmed') / 'PKUv1_XSub_untrimmed.npz', one_body=(1,))
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return FrameDetector(**ENCODER).eval()
+
+
+def test_windows_follow_the_published_sliding_window():
+    """The window centred on t: t - w // 2, moved to 0 near the start and to length - w near the end, as
+    processor/detection_downsample_linear.py's sliding_window_crop_downsample places it."""
+    length, window = 100, 32
+    for t in range(length):
+        if t < window // 2:
+            published = 0
+        elif t > length - window // 2:
+            published = length - window
+        else:
+            published = t - window // 2
+        assert window_starts(t, length, window) == published
+    assert nearest_window(np.arange(10), 4, 3).tolist() == [0, 0, 1, 1, 1, 1, 2, 2, 2, 2]
+
+
+def test_dense_feature_of_a_frame_is_the_encoder_on_its_window(untrimmed):
+    """Each frame's feature is the pooled encoder output of the window whose centre is nearest, read as the
+    clip feeder reads a test clip (feeder.augment.resample of the crop): computed here window by window. The
+    second recording has one body (the shared zero-body pass)."""
+    model, recordings = tiny_model(), Recordings(untrimmed, 'test')
+    for v in range(len(recordings)):
+        frames = recordings.frames(v)
+        features = engine_detect.dense_features(model, frames, WINDOW, HOP, ENCODER['num_frames'], batch_size=7)
+        assert features.shape == (len(range(0, len(frames), HOP)), ENCODER['dim_feat'])
+        for t in (0, 5, 17, 203, len(frames) - 1):
+            w = nearest_window(t, HOP, len(features))
+            start = window_starts(w * HOP, len(frames), WINDOW)
+            assert abs(w * HOP - t) <= HOP // 2 or start == window_starts(t, len(frames), WINDOW)
+            clip = to_layout(resample(frames.numpy()[start:start + WINDOW], ENCODER['num_frames']))
+            with torch.inference_mode():
+                direct = model.forward_features(torch.from_numpy(clip)[None]).mean(dim=(1, 2, 3))[0]
+            torch.testing.assert_close(features[w], direct, rtol=1e-5, atol=1e-5)
+
+
+def test_cached_features_are_the_computed_ones(untrimmed, tmp_path):
+    """The first call computes and writes the cache, the second reads it: both equal split_features; another
+    encoder gets another cache file."""
+    model, recordings = tiny_model(), Recordings(untrimmed, 'test')
+    settings = dict(window=WINDOW, hop=HOP, window_size=ENCODER['num_frames'], p_interval=1.0, device='cpu',
+                    amp='none', batch_size=64)
+    direct, offsets = engine_detect.split_features(model, recordings, **settings)
+    first = engine_detect.cached_features(model, recordings, tmp_path, **settings)
+    files = sorted(tmp_path.glob('*.npz'))
+    assert len(files) == 1 and files[0].name.startswith('test_')
+    second = engine_detect.cached_features(model, recordings, tmp_path, **settings)
+    for features, where in (first, second):
+        assert torch.equal(features, direct) and np.array_equal(where, offsets)
+    assert offsets.tolist() == [0, 100, 200]
+    engine_detect.cached_features(tiny_model(seed=1), recordings, tmp_path, **settings)
+    assert len(list(tmp_path.glob('*.npz'))) == 2
+
+
+def test_training_windows_are_labelled_with_their_centre_frame(untrimmed):
+    feeder = UntrimmedFeeder(untrimmed, 'train', window_size=16, train_windows=(24, 32, 40))
+    assert len(feeder) == 4 * 16 and feeder.num_classes == 52
+    np.random.seed(0)
+    for index in range(40):
+        state = np.random.get_state()
+        v, centre, window = feeder.draw(index)
+        np.random.set_state(state)
+        data, label, _ = feeder[index]
+        start = window_starts(centre, 400, window)
+        assert v == index % 4 and window in (24, 32, 40) and data.shape == (3, 16, 25, 2)
+        assert label == feeder.recordings.labels(v)[start + window // 2]
+
+
+def independent_map_a(label_dir, proposal_dir, theta):
+    """mAP_a from the files alone: per action, detections of every video ranked by confidence, a detection
+    a true positive when it overlaps an unmatched instance of its action in its video with IoU >= theta
+    (frames [start, end)), AP the area under the precision envelope; mean over the actions with instances."""
+    truth = {p.stem: np.loadtxt(p, delimiter=',', ndmin=2).astype(int) for p in Path(label_dir).glob('*.txt')}
+    found = {p.stem: np.loadtxt(p, delimiter=',', ndmin=2) for p in Path(proposal_dir).glob('*.txt')}
+    aps = []
+    for action in sorted({int(row[0]) for rows in truth.values() for row in rows}):
+        instances = {v: [tuple(r[1:3]) for r in rows if r[0] == action] for v, rows in truth.items()}
+        total = sum(len(i) for i in instances.values())
+        detections = sorted(((-r[3], v, r[1], r[2]) for v, rows in found.items() for r in rows if r.size and
+                             int(r[0]) == action), key=lambda d: d[0])
+        used, hits = set(), []
+        for _, v, start, end in detections:
+            ious = [max(0, min(end, e) - max(start, s)) / (max(end, e) - min(start, s)) for s, e in instances[v]]
+            best = int(np.argmax(ious)) if ious else -1
+            hit = best >= 0 and ious[best] >= theta and (v, best) not in used
+            used.add((v, best)) if hit else None
+            hits.append(hit)
+        hits = np.array(hits, bool)
+        precision = np.cumsum(hits) / np.arange(1, len(hits) + 1) if len(hits) else np.zeros(0)
+        envelope = np.maximum.accumulate(precision[::-1])[::-1] if len(hits) else precision
+        aps.append(envelope[hits].sum() / total)
+    return 100 * np.mean(aps)
+
+
+def check_proposal_file(path, length):
+    for line in Path(path).read_text().splitlines():
+        label, start, end, confidence = line.split(',')
+        assert 1 <= int(label) <= 51 and 0 <= int(start) < int(end) <= length
+        assert 0 < float(confidence) <= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('mode', ['linear', 'finetune'])
+def test_main_detect_writes_proposals_scored_as_the_files_say(untrimmed, tmp_path, mode):
+    """A short run in each mode: proposal files in the format for every test recording, detection.json and
+    log.txt with the scores, and mAP_a at 0.5 equal to an independent computation from the proposal files and
+    label files written from the recordings' intervals."""
+    cfg = write_config(tmp_path / 'detect.yaml', untrimmed, epochs=3)
+    out = tmp_path / 'out'
+    result = run_entry('main_detect.py', '--config', cfg, '--mode', mode, '--output_dir', out, '--smooth', 8)
+    recordings = Recordings(untrimmed, 'test')
+    labels = tmp_path / 'labels'
+    labels.mkdir()
+    for name, rows in recordings.ground_truth().items():
+        (labels / f'{name}.txt').write_text(''.join(f'{a},{s},{e},1\n' for a, s, e in rows))
+    for v, name in enumerate(recordings.names):
+        check_proposal_file(out / 'proposals' / f'{name}.txt', recordings.length(v))
+    stats = json.loads((out / 'detection.json').read_text())
+    assert set(stats) == {'mAP_a', 'mAP_v', 'frame_acc'}
+    assert set(stats['mAP_a']) == set(stats['mAP_v']) == {'0.1', '0.3', '0.5', '0.7'}
+    assert stats['mAP_a']['0.5'] == pytest.approx(independent_map_a(labels, out / 'proposals', 0.5), abs=1e-9)
+    assert f"mAP_a 0.1 {stats['mAP_a']['0.1']:.2f}%, 0.3 {stats['mAP_a']['0.3']:.2f}%, 0.5 " \
+           f"{stats['mAP_a']['0.5']:.2f}%" in result.stdout
+    last = json.loads((out / 'log.txt').read_text().splitlines()[-1])
+    assert last['epoch'] == 2 and last['test_mAP_a'] == stats['mAP_a'] and last['test_frame_acc'] == stats['frame_acc']
+    assert (out / 'checkpoint-last.pth').is_file()
+    if mode == 'linear':
+        assert len(list((out / 'features').glob('train_*.npz'))) == 3  # one per training window length
+        assert len(list((out / 'features').glob('test_*.npz'))) == 1
+
+
+def args_for(cfg, *flags):
+    return config.parse_args('detect', ['--config', str(cfg), '--device', 'cpu', *map(str, flags)])
+
+
+@pytest.mark.parametrize('change, expected', [
+    ({'val_feeder_args': {'window': 500}}, "recording test0000-M (test) has 400 frames, fewer than one window of 500"),
+    ({'model_args': {**ENCODER, 'num_classes': 61}}, "model_args.num_classes is 61 but"),
+])
+def test_bad_settings_end_in_one_line(untrimmed, tmp_path, change, expected):
+    base = yaml.safe_load(write_config(tmp_path / 'base.yaml', untrimmed).read_text())
+    for key, value in change.items():
+        base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
+    (tmp_path / 'bad.yaml').write_text(yaml.safe_dump(base))
+    message = one_line_exit(lambda: main_detect.main(args_for(tmp_path / 'bad.yaml', '--output_dir', tmp_path / 'o')))
+    assert expected in message
+
+
+def test_bad_data_ends_in_one_line(untrimmed, tmp_path):
+    """An empty test split, a file without the untrimmed arrays, a frame label past the 51 actions."""
+    with np.load(untrimmed) as f:
+        arrays = dict(f)
+    empty = dict(arrays, x_test=np.zeros((0, 150), np.float32), offsets_test=np.zeros(1, np.int64),
+                 frame_labels_test=np.zeros(0, np.int64), names_test=np.array([], str),
+                 intervals_test=np.zeros((0, 4), np.int64))
+    wrong_label = dict(arrays, frame_labels_test=np.where(arrays['frame_labels_test'] == 2, 60, 0))
+    clips = {'x_train': np.zeros((2, 300, 150), np.float32), 'y_train': np.eye(51)[:2]}
+    cases = [(empty, "no recording in the test split"), (wrong_label, "is 60; expected 0 (background) to 51"),
+             (clips, "no array x_test")]
+    for arrays, expected in cases:
+        path = tmp_path / 'bad.npz'
+        np.savez(path, **arrays)
+        cfg = write_config(tmp_path / 'bad.yaml', path)
+        message = one_line_exit(lambda: main_detect.main(args_for(cfg, '--output_dir', tmp_path / 'o')))
+        assert expected in message and str(path) in message
