@@ -34,9 +34,10 @@ def make_optimizer(model, args):
 
 def frozen_encoder(args, device):
     """The model of the run as it starts (from --finetune, or the --resume checkpoint's weights), prepared as a
-    linear probe, in eval mode on `device`: the encoder whose features the linear mode caches."""
-    model = runner.build_model(args)
-    prepare_linear_probe(model)
+    linear probe, in eval mode on `device`: the encoder whose features the linear mode caches. The random
+    state is restored after building it, so that the runner's model, built next, starts from the same weights."""
+    with torch.random.fork_rng(devices=[]):
+        model = prepare_linear_probe(runner.build_model(args))
     path = resume_path(args)
     if path:
         try:

@@ -234,3 +234,128 @@ def test_bad_data_ends_in_one_line(untrimmed, tmp_path):
         cfg = write_config(tmp_path / 'bad.yaml', path)
         message = one_line_exit(lambda: main_detect.main(args_for(cfg, '--output_dir', tmp_path / 'o')))
         assert expected in message and str(path) in message
+
+
+def test_every_numeric_detect_flag_declares_a_range():
+    from util import flags
+    actions = [a for a in flags.get_args_parser('detect')._actions
+               if a.type in (int, float) or isinstance(a.type, flags.Range)
+               or (isinstance(a.default, (int, float)) and not isinstance(a.default, bool))]
+    assert {'smooth', 'threshold', 'thetas', 'feature_batch', 'lr_steps'} <= {a.dest for a in actions}
+    assert [a.dest for a in actions if not isinstance(a.type, flags.Range)] == []
+
+
+def test_lr_steps_drop_the_lr_tenfold_at_each_step():
+    from argparse import Namespace
+
+    from util.lr_sched import adjust_learning_rate
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1)
+    args = Namespace(lr=0.01, min_lr=0., warmup_epochs=0, epochs=60, lr_steps=[40, 50])
+    assert [adjust_learning_rate(optimizer, e, args) for e in (0, 39.99, 40, 49.5, 50, 59.9)] == pytest.approx(
+        [0.01, 0.01, 0.001, 0.001, 0.0001, 0.0001])
+    assert optimizer.param_groups[0]['lr'] == pytest.approx(0.0001)
+
+
+def detector_checkpoint(path, untrimmed, num_classes=52):
+    """A checkpoint as main_detect.py writes it (linear mode: the probe's norm before the head), of a random
+    encoder, with the settings of write_config."""
+    from model_transformer import prepare_linear_probe
+    cfg = write_config(path.with_suffix('.yaml'), untrimmed,
+                       model_args={**ENCODER, 'num_classes': num_classes})
+    settings = vars(config.parse_args('detect', ['--config', str(cfg), '--threshold', '0.2', '--smooth', '5']))
+    torch.manual_seed(0)
+    model = prepare_linear_probe(FrameDetector(**{**ENCODER, 'num_classes': num_classes}))
+    torch.nn.init.normal_(model.head.fc[1].weight, std=3)  # a head whose frames are not all background
+    torch.save({'model': model.state_dict(), 'args': settings, 'epoch': 0}, path)
+    return path, model.eval()
+
+
+def write_skeleton_file(path, frames):
+    np.savetxt(path, frames, fmt='%.6f')
+    return path
+
+
+def test_predict_prints_the_timeline_of_a_recording(untrimmed, tmp_path, capsys):
+    """predict.py with a detection checkpoint on a whole PKU-MMD-format file: the segments detect_recording
+    finds, printed with times at 30 fps and action names, and written as a proposal file and as CSV / JSON."""
+    import csv
+
+    import predict
+    from engine_detect import detect_recording
+    from util.actions import action_names
+    from util.detection import read_intervals
+    ckpt, model = detector_checkpoint(tmp_path / 'detector.pth', untrimmed)
+    frames = Recordings(untrimmed, 'test').frames(0)
+    skeleton = write_skeleton_file(tmp_path / '0002-L.txt', frames.numpy())
+    read_back = torch.from_numpy(np.loadtxt(skeleton, dtype=np.float64).astype(np.float32))
+    _, expected = detect_recording(model, read_back, WINDOW, HOP, ENCODER['num_frames'], smooth=5, threshold=0.2)
+    assert expected
+    for suffix in ('.csv', '.json'):
+        out = tmp_path / f'timeline{suffix}'
+        timelines = predict.main(['--checkpoint', str(ckpt), str(skeleton), '--device', 'cpu', '--out', str(out),
+                                  '--proposals', str(tmp_path / 'proposals')])
+        rows = json.loads(out.read_text()) if suffix == '.json' else list(csv.DictReader(out.open()))
+        assert [(int(r['action_number']), int(r['start']), int(r['end'])) for r in rows] == [
+            (a, s, e) for a, s, e, _ in expected]
+        assert [r['recording'] for r in rows] == ['0002-L'] * len(expected)
+        assert [float(r['end_s']) for r in rows] == pytest.approx([e / 30 for _, _, e, _ in expected], abs=1e-3)
+        assert [r['action'] for r in timelines['0002-L']] == [action_names('pku')[a - 1] for a, *_ in expected]
+    written = read_intervals(tmp_path / 'proposals' / '0002-L.txt')
+    assert [(a, s, e) for a, s, e, _ in written] == [(a, s, e) for a, s, e, _ in expected]
+    assert [c for *_, c in written] == pytest.approx([c for *_, c in expected])
+    printed = capsys.readouterr().out
+    label, start, end, score = expected[0]
+    assert f"0002-L: {len(frames)} frames ({len(frames) / 30:.1f} s), {len(expected)} action(s) detected" in printed
+    assert f"{start / 30:8.2f} s - {end / 30:8.2f} s  frames {start:>6} - {end:<6}  score {score:.3f}  " \
+           f"{action_names('pku')[label - 1]} ({label})" in printed
+
+
+def test_predict_timeline_bad_input_ends_in_one_line(untrimmed, tmp_path):
+    """A detector of another class count, a recording shorter than one window, an NTU file, a clip range."""
+    import predict
+    ckpt, _ = detector_checkpoint(tmp_path / 'detector.pth', untrimmed)
+    other, _ = detector_checkpoint(tmp_path / 'other.pth', untrimmed, num_classes=61)
+    frames = Recordings(untrimmed, 'test').frames(0).numpy()
+    short = write_skeleton_file(tmp_path / 'short.txt', frames[:WINDOW - 1])
+    whole = write_skeleton_file(tmp_path / 'whole.txt', frames)
+    ntu = tmp_path / 'S001C001P001R001A001.skeleton'
+    ntu.write_text('1\n')
+    cases = [([str(other), str(whole)], 'a detector of 61 classes; the timeline names background and the 51'),
+             ([str(ckpt), str(short)], f'short.txt: {WINDOW - 1} frames, fewer than one window of {WINDOW}'),
+             ([str(ckpt), str(ntu)], 'is a detector (main_detect.py): give PKU-MMD-format skeleton files'),
+             ([str(ckpt), str(whole), '--start', '0', '--end', '50'], 'without --start, --end or --labels')]
+    for (checkpoint, *rest), expected in cases:
+        message = one_line_exit(lambda: predict.main(['--checkpoint', checkpoint, *rest, '--device', 'cpu']))
+        assert expected in message
+
+
+def test_visualize_timeline_draws_true_and_predicted_rows(tmp_path):
+    import visualize
+    labels, proposals = tmp_path / '0002-L.txt', tmp_path / 'proposals.txt'
+    labels.write_text('1,40,120,1\n3,160,240,1\n')
+    proposals.write_text('1,38,125,0.8\n2,170,230,0.4\n')
+    for suffix in ('.png', '.svg'):
+        out = visualize.main(['timeline', '--labels', str(labels), '--proposals', str(proposals), '--length', '400',
+                              '--out', str(tmp_path / f'timeline{suffix}')])
+        assert out.is_file() and out.stat().st_size > 1000
+    svg = (tmp_path / 'timeline.svg').read_text()
+    assert all(name in svg for name in ('bow', 'brushing teeth', 'brushing hair', 'true', 'predicted'))
+    proposals.write_text('1,38\n')
+    message = one_line_exit(lambda: visualize.main(['timeline', '--labels', str(labels), '--proposals',
+                                                    str(proposals), '--out', str(tmp_path / 't.png')]))
+    assert f'--proposals {proposals}' in message
+
+
+@pytest.mark.slow
+def test_linear_mode_resumes_where_it_stopped(untrimmed, tmp_path):
+    """Three epochs in one run, and two epochs then --auto_resume to three: the same weights and optimiser
+    state, the cached features (3 training window lengths, the test windows) read back on the resumed start."""
+    from train_fixtures import assert_same_training_state
+    cfg = write_config(tmp_path / 'detect.yaml', untrimmed)
+    straight, resumed = tmp_path / 'straight', tmp_path / 'resumed'
+    run_entry('main_detect.py', '--config', cfg, '--output_dir', straight, '--epochs', 3)
+    run_entry('main_detect.py', '--config', cfg, '--output_dir', resumed, '--epochs', 2)
+    again = run_entry('main_detect.py', '--config', cfg, '--output_dir', resumed, '--epochs', 3, '--auto_resume')
+    assert 'continuing at epoch 2' in again.stdout and again.stdout.count('read from') == 4
+    assert_same_training_state(straight / 'checkpoint-last.pth', resumed / 'checkpoint-last.pth')
+    assert json.loads((straight / 'detection.json').read_text()) == json.loads((resumed / 'detection.json').read_text())
