@@ -104,7 +104,7 @@ class Rows:
     """An array given as an iterator of blocks along axis 0: shape, dtype and blocks of shape[1:]-rows."""
 
     def __init__(self, shape, dtype, blocks):
-        self.shape, self.dtype, self.blocks = tuple(shape), np.dtype(dtype), blocks
+        self.shape, self.dtype, self.blocks = tuple(map(int, shape)), np.dtype(dtype), blocks
 
 
 def write_npz(path, arrays):

@@ -22,13 +22,19 @@ centring or denoising); instances with no data (all zero) are skipped. A video i
 when the split file lists it on its second line. Workers, cache, --skip-bad and --overwrite work as in
 data.ntu.
 
+Beside them, for temporal action detection, `PKUv1_XSub_untrimmed.npz` and `PKUv1_XView_untrimmed.npz`
+(write_untrimmed): the same splits as whole videos with per-frame labels, from the same reading of the
+files (the clip arrays' rows are slices of these). A label line that ends past its video stops the run,
+as the untrimmed arrays cannot hold it; --clips-only writes the clip arrays alone (the line shortened).
+
 Quirks of the real Phase I files (218 of the 1076 videos, 1772 instances, read clean with the defaults):
 the split files list all 1076 videos under "Training videos:" and "Validataion videos:" (sic), so videos
 missing from skeleton/ simply do not occur (0060-L and 0247-0250 are in neither list); the label
 confidence is 0, 1 or 2 (9 lines of 0) and every line is kept, as in the published script; coordinates
 are the camera's, in metres (depth about 1.8 to 3.3 m), and stay uncentred; in the two-person videos the
 second body is present in nearly every frame, and where none is tracked its 75 values are zeros (68
-instances). Every instance ends inside its video and is 21 to 263 frames long, so none is cut at 300.
+instances). Every instance ends inside its video and is 21 to 263 frames long, so none is cut at 300;
+no two label lines of a video overlap or touch, and about 63% of the frames are background.
 """
 import argparse
 import math
@@ -45,7 +51,7 @@ from data.text_numbers import NotANumber, TextTokens
 NUM_CLASSES = 51
 FRAME_VALUES = 150  # 2 bodies x 25 joints x 3
 MAX_FRAMES = 300
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 BENCHMARKS = {"XSub": "subject", "XView": "view"}
 
 
@@ -121,17 +127,19 @@ def label_file_of(path):
 
 
 def process_video(path, label_path=None, clip=None):
-    """All instances of one video: ({'frames', 'lengths', 'starts', 'labels', 'lines', 'past_end'}, stats).
+    """One video and its instances: ({'video', 'intervals', 'lengths', 'starts', 'labels', 'lines',
+    'past_end'}, stats).
 
-    frames: the kept instances' frames one after another, (sum of lengths, 150) float32; an instance is the
-    video's frames [starts, starts + lengths). A label line whose end is not after its start, or that starts
-    past the video, is an error; one that ends past the video is kept shortened, as the published pipeline
-    does; its line number goes to arrays['past_end']. The label file is label/<video> beside the skeleton/
-    folder unless `label_path` is given; `clip` (start, end) instead takes those frames as one instance of
-    unknown action (label -1, line 0), shortened like a label line when it ends past the video.
+    video: the whole skeleton file, (frames, 150) float32; intervals: (label lines, 3) int64 rows (action number,
+    start, end) of every label line in file order. The kept instances are the video's frames [starts, starts +
+    lengths) (at most MAX_FRAMES); instances with no data (all zero) are left out. A label line whose end is not
+    after its start, or that starts past the video, is an error; one that ends past the video is kept shortened,
+    as the published pipeline does; its line number goes to arrays['past_end']. The label file is label/<video>
+    beside the skeleton/ folder unless `label_path` is given; `clip` (start, end) instead takes those frames as
+    one instance of unknown action (label -1, line 0), shortened like a label line when it ends past the video.
     """
     path = Path(path)
-    skeleton = read_pku_skeleton(path)
+    skeleton = read_pku_skeleton(path).astype(np.float32)
     if clip is not None:
         if clip[0] >= len(skeleton):
             raise BadInput(path, None, f"--start {clip[0]} is past its {len(skeleton)} frames; give a start "
@@ -143,20 +151,23 @@ def process_video(path, label_path=None, clip=None):
             raise BadInput(path, None, f"no label file {source}")
         instances = read_labels(source)
     kept, past_end = cut_instances(skeleton, instances, source, path.name)
-    arrays = {"frames": np.concatenate([f for *_, f in kept]) if kept else np.zeros((0, FRAME_VALUES), np.float32),
+    arrays = {"video": skeleton,
+              "intervals": np.array([(label + 1, start, end) for _, label, start, end, _ in instances],
+                                    dtype=np.int64).reshape(-1, 3),
               "lines": np.array([k for k, *_ in kept], dtype=np.int64),
               "labels": np.array([label for _, label, *_ in kept], dtype=np.int64),
               "starts": np.array([start for *_, start, _ in kept], dtype=np.int64),
-              "lengths": np.array([len(f) for *_, f in kept], dtype=np.int64),
+              "lengths": np.array([length for *_, length in kept], dtype=np.int64),
               "past_end": np.array(past_end, dtype=np.int64)}
-    return arrays, {"instances": len(instances), "empty": len(instances) - len(kept), "past_end": len(past_end)}
+    return arrays, {"instances": len(instances), "empty": len(instances) - len(kept), "past_end": len(past_end),
+                    "frames": len(skeleton)}
 
 
 def cut_instances(skeleton, instances, source, video):
-    """([(k, label, start, frames)], [line numbers of the instances ending past the video]) of the instances
-    [(k, label, start, end, line number)] of a video's (frames, 150) skeleton: rows [start, end) cut to
-    MAX_FRAMES, float32; instances with no data (all zero) are left out. An instance whose end is not after
-    its start, or that starts past the video, is a BadInput naming `source` (its label file) and the line.
+    """([(k, label, start, length)], [line numbers of the instances ending past the video]) of the instances
+    [(k, label, start, end, line number)] of a video's (frames, 150) float32 skeleton: rows [start, end) cut
+    to the video and to MAX_FRAMES; instances with no data (all zero) are left out. An instance whose end is not
+    after its start, or that starts past the video, is a BadInput naming `source` (its label file) and the line.
     """
     kept, past_end = [], []
     for k, label, start, end, number in instances:
@@ -165,36 +176,73 @@ def cut_instances(skeleton, instances, source, video):
                                            f"of {video}: fix or delete the line")
         if end > len(skeleton):
             past_end.append(number)
-        data = skeleton[start:end][:MAX_FRAMES].astype(np.float32)
-        if data.sum() != 0:
-            kept.append((k, label, start, data))
+        length = min(end, len(skeleton), start + MAX_FRAMES) - start
+        if skeleton[start:start + length].sum() != 0:
+            kept.append((k, label, start, length))
     return kept, past_end
+
+
+def split_parts(videos, train_videos):
+    """[("train", its videos), ("test", the others)], each in the order of `videos`."""
+    return [(part, [v for v in videos if (v in train_videos) == in_part])
+            for part, in_part in (("train", True), ("test", False))]
 
 
 def write_benchmark(path, videos, train_videos, cache_dir):
     """Write one benchmark's .npz from the cached videos, one video in memory at a time.
     Returns (train, test) sizes."""
     arrays, sizes = {}, []
-    for part, in_part in (("train", True), ("test", False)):
-        part_videos = [v for v in videos if (v in train_videos) == in_part]
+    for part, part_videos in split_parts(videos, train_videos):
         index = {v: load_cached(cache_dir, v, ("lines", "labels")) for v in part_videos}
         names = [f"{v}_{k}" for v in part_videos for k in index[v]["lines"]]
         labels = np.concatenate([index[v]["labels"] for v in part_videos] or [np.zeros(0, np.int64)])
 
         def samples(part_videos=part_videos, part=part):
             for v in tqdm(part_videos, desc=f"{path.name} {part}", unit="video", dynamic_ncols=True):
-                video = load_cached(cache_dir, v, ("frames", "lengths"))
-                start = 0
-                for length in video["lengths"]:
+                video = load_cached(cache_dir, v, ("video", "starts", "lengths"))
+                for start, length in zip(video["starts"], video["lengths"]):
                     out = np.zeros((1, MAX_FRAMES, FRAME_VALUES), np.float32)
-                    out[0, :length] = video["frames"][start:start + length]
-                    start += length
+                    out[0, :length] = video["video"][start:start + length]
                     yield out
 
         arrays[f"x_{part}"] = Rows((len(names), MAX_FRAMES, FRAME_VALUES), np.float32, samples())
         arrays[f"y_{part}"] = one_hot(labels, NUM_CLASSES)
         arrays[f"names_{part}"] = np.array(names, dtype=str)
         sizes.append(len(names))
+    write_npz(path, arrays)
+    return tuple(sizes)
+
+
+def write_untrimmed(path, videos, train_videos, cache_dir, frames):
+    """Write one benchmark's untrimmed .npz (whole videos, per-frame labels) from the cached videos, one video in
+    memory at a time; `frames` {video: its frame count}. Returns ((videos, frames, intervals) of train, of test).
+
+    Per part s: x_s (F, 150) float32 the videos one after another; offsets_s (V + 1,) int64, video v is rows
+    offsets[v]:offsets[v + 1]; frame_labels_s (F,) int64, 0 background, k the action number of the label line
+    over its rows [start, end) (where lines overlap, the later line's); names_s (V,) str; intervals_s (M, 4)
+    int64 rows (video index, action number, start, end) of every label line. Every line must end inside its video.
+    """
+    arrays, sizes = {}, []
+    for part, part_videos in split_parts(videos, train_videos):
+        offsets = np.concatenate([[0], np.cumsum([frames[v] for v in part_videos], dtype=np.int64)])
+        frame_labels = np.zeros(offsets[-1], np.int64)
+        intervals = [np.zeros((0, 4), np.int64)]
+        for i, v in enumerate(part_videos):
+            rows = load_cached(cache_dir, v, ("intervals",))["intervals"]
+            for label, start, end in rows:
+                frame_labels[offsets[i] + start:offsets[i] + end] = label
+            intervals.append(np.column_stack([np.full(len(rows), i, np.int64), rows]))
+
+        def whole_videos(part_videos=part_videos, part=part):
+            for v in tqdm(part_videos, desc=f"{path.name} {part}", unit="video", dynamic_ncols=True):
+                yield load_cached(cache_dir, v, ("video",))["video"]
+
+        arrays[f"x_{part}"] = Rows((offsets[-1], FRAME_VALUES), np.float32, whole_videos())
+        arrays[f"offsets_{part}"] = offsets
+        arrays[f"frame_labels_{part}"] = frame_labels
+        arrays[f"names_{part}"] = np.array(part_videos, dtype=str)
+        arrays[f"intervals_{part}"] = np.concatenate(intervals)
+        sizes.append((len(part_videos), int(offsets[-1]), len(arrays[f"intervals_{part}"])))
     write_npz(path, arrays)
     return tuple(sizes)
 
@@ -208,10 +256,15 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--skip-bad", action="store_true", help="skip malformed videos (listed) instead of stopping")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--clips-only", action="store_true",
+                        help="write the clip arrays alone, not the untrimmed ones (accepts label lines that end past "
+                             "their video, shortened as the published pipeline does)")
     args = parser.parse_args(argv)
 
     raw_dir, out_dir = Path(args.raw_dir), Path(args.out_dir)
     outputs = {bench: out_dir / f"PKUv{args.phase}_{bench}.npz" for bench in BENCHMARKS}
+    untrimmed = {} if args.clips_only else {bench: out_dir / f"PKUv{args.phase}_{bench}_untrimmed.npz"
+                                            for bench in BENCHMARKS}
     split_files = {bench: find_split_file(raw_dir, kind, args.phase) for bench, kind in BENCHMARKS.items()}
     splits = {bench: read_split(path) for bench, path in split_files.items()}
     skeleton_dir = raw_dir / "skeleton"
@@ -220,7 +273,7 @@ def main(argv=None):
         raise DataError(f"{skeleton_dir}: no skeleton .txt files")
     cache_dir = Path(args.cache_dir or out_dir / "cache")
     claim_out_dir(out_dir, cache_dir)
-    check_outputs(outputs.values(), args.overwrite)
+    check_outputs([*outputs.values(), *untrimmed.values()], args.overwrite)
     results, bad = run_jobs(process_video, paths, [p.stem for p in paths], cache_dir, args.workers,
                             args.skip_bad, CACHE_VERSION, desc=f"PKU-MMD phase {args.phase} videos")
     videos = list(results)
@@ -230,18 +283,30 @@ def main(argv=None):
         if not train_videos & set(videos):
             raise DataError(f"{split_files[bench]}: names none of the {len(videos)} videos in {skeleton_dir} as "
                             f"training videos; give the split file of these videos")
+    past_end = [f"{raw_dir / 'label' / v}.txt:{line}" for v in videos
+                for line in load_cached(cache_dir, v, ("past_end",))["past_end"]]
+    if past_end and untrimmed:
+        more = f" (and {len(past_end) - 1} more lines)" if len(past_end) > 1 else ""
+        raise DataError(f"{past_end[0]}: the label line ends past its video{more}; the untrimmed arrays need every "
+                        f"line inside its video: fix or delete the line, or pass --clips-only to write the clip "
+                        f"arrays alone (the line shortened, as the published pipeline does)")
     sizes = {bench: write_benchmark(outputs[bench], videos, splits[bench], cache_dir) for bench in BENCHMARKS}
+    frames = {v: results[v]["frames"] for v in videos}
+    untrimmed_sizes = {bench: write_untrimmed(path, videos, splits[bench], cache_dir, frames)
+                       for bench, path in untrimmed.items()}
 
     counts = [("videos read", len(paths)),
               ("videos skipped: malformed", len(bad)),
+              ("frames", sum(frames.values())),
               ("instances", sum(s["instances"] for s in results.values())),
               ("instances skipped: no data", sum(s["empty"] for s in results.values())),
-              ("instances shortened: end past the video", sum(s["past_end"] for s in results.values()))]
+              ("instances shortened: end past the video", len(past_end))]
     counts += [(outputs[b].name, f"train {tr}, test {te}") for b, (tr, te) in sizes.items()]
+    counts += [(untrimmed[b].name, ", ".join(f"{part} {v} videos, {f} frames, {m} intervals"
+                                              for part, (v, f, m) in zip(("train", "test"), parts)))
+               for b, parts in untrimmed_sizes.items()]
     print_report(f"PKU-MMD phase {args.phase}: {out_dir}", counts,
-                 {"malformed": list(bad.values()),
-                  "shortened (end past the video)": [f"{raw_dir / 'label' / v}.txt:{line}" for v in videos
-                                                     for line in load_cached(cache_dir, v, ("past_end",))["past_end"]]})
+                 {"malformed": list(bad.values()), "shortened (end past the video)": past_end})
 
 
 if __name__ == "__main__":

@@ -94,9 +94,7 @@ def pku_samples(files, workers, label_file, start, end):
             video = load_cached(cache, path.stem)
             if not len(video['lengths']):
                 print(f"{path}: no instance with data, skipped")
-            offsets = np.cumsum(video['lengths']) - video['lengths']
-            for k, label, first, offset, length in zip(video['lines'], video['labels'], video['starts'], offsets,
-                                                       video['lengths']):
+            for k, label, first, length in zip(video['lines'], video['labels'], video['starts'], video['lengths']):
                 if clip and first + length < end:
                     print(f"note: {path}: the clip is frames {first} to {first + length}: "
                           + ("the video ends there" if len(video['past_end']) else f"{pku.MAX_FRAMES} frames at most"))
@@ -104,7 +102,7 @@ def pku_samples(files, workers, label_file, start, end):
                 labels.append(label)
                 frames.append((first, first + length))
                 x = np.zeros((pku.MAX_FRAMES, pku.FRAME_VALUES), np.float32)
-                x[:length] = video['frames'][offset:offset + length]
+                x[:length] = video['video'][first:first + length]
                 clips.append(x)
     x = np.stack(clips) if clips else np.zeros((0, pku.MAX_FRAMES, pku.FRAME_VALUES), np.float32)
     return names, x, np.array(labels, dtype=np.int64), np.array(frames, dtype=np.int64).reshape(-1, 2)

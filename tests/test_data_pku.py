@@ -10,6 +10,7 @@ from conftest import ROOT, shared_path
 
 from data import pku
 from data.pipeline import BadInput
+from util.detection import read_intervals
 
 
 def published_rows():
@@ -144,7 +145,13 @@ def test_label_line_outside_the_video_names_file_and_line(tmp_path, line, words)
 def test_label_end_past_the_video_is_kept_and_reported(tmp_path, capsys):
     raw = valid_raw(tmp_path)
     (raw / "label" / "0003-L.txt").write_text("4,0,20,1\n5,10,45,1\n")
-    pku.main(["--phase", "1", "--raw-dir", str(raw), "--out-dir", str(tmp_path / "out"), "--workers", "1"])
+    with pytest.raises(pku.DataError, match=rf"^{raw / 'label' / '0003-L.txt'}:2: the label line ends past its "
+                                            rf"video; .* pass --clips-only"):
+        pku.main(["--phase", "1", "--raw-dir", str(raw), "--out-dir", str(tmp_path / "out"), "--workers", "1"])
+    assert not list((tmp_path / "out").glob("*.npz*"))
+    pku.main(["--phase", "1", "--raw-dir", str(raw), "--out-dir", str(tmp_path / "out"), "--workers", "1",
+              "--clips-only"])
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.npz")) == ["PKUv1_XSub.npz", "PKUv1_XView.npz"]
     report = capsys.readouterr().out
     assert "instances shortened: end past the video  1" in report
     assert f"shortened (end past the video):\n    {raw / 'label' / '0003-L.txt'}:2\n" in report
@@ -159,3 +166,65 @@ def test_split_file_naming_none_of_the_videos_is_an_error(tmp_path):
     with pytest.raises(pku.DataError, match=r"cross-view.txt: names none of the 2 videos in .* as training videos"):
         pku.main(["--phase", "1", "--raw-dir", str(raw), "--out-dir", str(tmp_path / "out"), "--workers", "1"])
     assert not list((tmp_path / "out").glob("*.npz*"))
+
+
+def check_untrimmed(out, raw, phase):
+    """The untrimmed arrays of both benchmarks against the clip arrays, frame for frame, and against the label
+    files read on their own (util.detection.read_intervals); returns the XSub untrimmed arrays."""
+    for bench in pku.BENCHMARKS:
+        clips = np.load(out / f"PKUv{phase}_{bench}.npz")
+        whole = np.load(out / f"PKUv{phase}_{bench}_untrimmed.npz")
+        for part in ("train", "test"):
+            x, offsets, names = whole[f"x_{part}"], whole[f"offsets_{part}"], list(whole[f"names_{part}"])
+            frame_labels, intervals = whole[f"frame_labels_{part}"], whole[f"intervals_{part}"]
+            assert x.dtype == np.float32 and x.shape == (offsets[-1], 150) and offsets[0] == 0
+            assert offsets.dtype == frame_labels.dtype == intervals.dtype == np.int64
+            assert len(offsets) == len(names) + 1 and frame_labels.shape == (len(x),)
+            for row, name in enumerate(clips[f"names_{part}"]):
+                video, k = name.rsplit("_", 1)
+                v = names.index(video)
+                _, label, start, end = intervals[intervals[:, 0] == v][int(k)]
+                length = min(end - start, pku.MAX_FRAMES)
+                np.testing.assert_array_equal(clips[f"x_{part}"][row, :length],
+                                              x[offsets[v] + start:offsets[v] + start + length], err_msg=name)
+                assert clips[f"y_{part}"][row].argmax() + 1 == label
+            for v, video in enumerate(names):
+                lines = read_intervals(raw / "label" / f"{video}.txt", num_frames=offsets[v + 1] - offsets[v])
+                np.testing.assert_array_equal(intervals[intervals[:, 0] == v, 1:], [line[:3] for line in lines])
+                expected = np.zeros(offsets[v + 1] - offsets[v], np.int64)
+                for label, start, end, _ in lines:
+                    expected[start:end] = label
+                np.testing.assert_array_equal(frame_labels[offsets[v]:offsets[v + 1]], expected, err_msg=video)
+                skeleton = pku.read_pku_skeleton(raw / "skeleton" / f"{video}.txt").astype(np.float32)
+                np.testing.assert_array_equal(x[offsets[v]:offsets[v + 1]], skeleton, err_msg=video)
+    return np.load(out / f"PKUv{phase}_XSub_untrimmed.npz")
+
+
+def test_untrimmed_arrays_hold_whole_videos_and_frame_labels(tmp_path):
+    """Overlapping label lines: the later line labels the shared frames, both stay intervals; a video with no
+    data (no clip) is still there."""
+    rng = np.random.default_rng(1)
+    raw = tmp_path / "raw"
+    for name, frames, labels in (("0002-L", rng.normal(size=(400, 150)), ["3,0,350,1", "51,10,20,2", "1,390,400,1"]),
+                                 ("0003-M", rng.normal(size=(50, 150)), ["7,5,45,1", "8,30,40,0"]),
+                                 ("0004-R", np.zeros((60, 150)), ["9,0,10,1"])):
+        write_video(raw, name, np.round(frames, 4), labels)
+    write_splits(raw, ["0002-L", "0004-R"], ["0003-M"])
+    pku.main(["--phase", "2", "--raw-dir", str(raw), "--out-dir", str(tmp_path / "out"), "--workers", "1"])
+    xsub = check_untrimmed(tmp_path / "out", raw, 2)
+    assert list(xsub["names_train"]) == ["0002-L", "0004-R"] and list(xsub["names_test"]) == ["0003-M"]
+    np.testing.assert_array_equal(xsub["offsets_train"], [0, 400, 460])
+    np.testing.assert_array_equal(xsub["intervals_train"], [[0, 3, 0, 350], [0, 51, 10, 20], [0, 1, 390, 400],
+                                                            [1, 9, 0, 10]])
+    labels = xsub["frame_labels_train"]
+    assert (labels[:10] == 3).all() and (labels[10:20] == 51).all() and (labels[20:350] == 3).all()
+    assert not labels[350:390].any() and (labels[390:400] == 1).all() and (labels[400:410] == 9).all()
+    test_labels = xsub["frame_labels_test"]
+    assert (test_labels[5:30] == 7).all() and (test_labels[30:40] == 8).all() and (test_labels[40:45] == 7).all()
+
+
+def test_real_untrimmed_arrays_match_the_clip_arrays(tmp_path):
+    raw = shared_path("realdata", "pku")
+    pku.main(["--phase", "1", "--raw-dir", str(raw), "--out-dir", str(tmp_path / "out"), "--workers", "2"])
+    xsub = check_untrimmed(tmp_path / "out", raw, 1)
+    assert len(xsub["names_train"]) + len(xsub["names_test"]) == len(list((raw / "skeleton").glob("*.txt")))
