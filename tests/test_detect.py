@@ -2,6 +2,8 @@
 published sliding window, a frame's dense feature is the encoder's on its window, the cache gives what the
 encoder gives, and a training run writes proposal files whose mAP an independent computation reproduces."""
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,14 +26,15 @@ WINDOW, HOP = 32, 4
 
 
 def write_untrimmed(path, num_train=4, num_test=2, frames=400, seed=0, one_body=()):
-    """An untrimmed file: each recording alternates 40 frames of background (a still pose) and 80 frames of an
-    action 1, 2 or 3 (the pose moving at a frequency of its own). Recordings in `one_body` have no second body."""
+    """An untrimmed file: each recording alternates 40 frames of background (a still pose, much the same in every
+    recording) and 80 frames of an action 1, 2 or 3 (the pose moving at a frequency of its own). Recordings in `one_body` have no second body."""
     rng = np.random.default_rng(seed)
+    base = rng.normal(0, 0.3, 150)
     arrays = {}
     for split, count in (('train', num_train), ('test', num_test)):
         xs, labels, intervals = [], [], []
         for v in range(count):
-            pose = rng.normal(0, 0.3, 150).astype(np.float32)
+            pose = base + rng.normal(0, 0.05, 150)
             t = np.arange(frames)[:, None] / 30.0
             x = pose + 0.01 * rng.normal(size=(frames, 150))
             lab = np.zeros(frames, np.int64)
@@ -64,6 +67,31 @@ def write_config(path, data_path, **overrides):
 @pytest.fixture(scope='module')
 def untrimmed(tmp_path_factory):
     return write_untrimmed(tmp_path_factory.mktemp('untrimmed') / 'PKUv1_XSub_untrimmed.npz', one_body=(1,))
+
+
+@pytest.fixture(scope='module')
+def pku_raw(tmp_path_factory, untrimmed):
+    """The recordings of `untrimmed` as a PKU-MMD raw folder (skeleton/, label/, split files) and the untrimmed
+    file python -m data.pku makes of it: (raw folder, data file)."""
+    root = tmp_path_factory.mktemp('pku_raw')
+    raw = root / 'raw'
+    for folder in ('skeleton', 'label'):
+        (raw / folder).mkdir(parents=True)
+    names = {}
+    for split in ('train', 'test'):
+        recordings = Recordings(untrimmed, split)
+        names[split] = [f"{'0002' if split == 'train' else '0003'}{v:02d}-M" for v in range(len(recordings))]
+        truth = recordings.ground_truth()
+        for v, name in enumerate(names[split]):
+            np.savetxt(raw / 'skeleton' / f'{name}.txt', recordings.frames(v).numpy(), fmt='%.6f')
+            rows = truth[recordings.names[v]]
+            (raw / 'label' / f'{name}.txt').write_text(''.join(f'{a},{s},{e},1\n' for a, s, e in rows))
+    for kind in ('subject', 'view'):
+        (raw / f'cross-{kind}.txt').write_text(f"Training videos: \n{', '.join(names['train'])}, \n"
+                                               f"Validataion videos: \n{', '.join(names['test'])}\n")
+    subprocess.run([sys.executable, '-m', 'data.pku', '--phase', '1', '--raw-dir', str(raw), '--out-dir',
+                    str(root / 'data'), '--workers', '1'], cwd=ROOT, check=True, capture_output=True)
+    return raw, root / 'data' / 'PKUv1_XSub_untrimmed.npz'
 
 
 def tiny_model(seed=0):
@@ -140,9 +168,10 @@ def test_training_windows_are_labelled_with_their_centre_frame(untrimmed):
 def independent_map_a(label_dir, proposal_dir, theta):
     """mAP_a from the files alone: per action, detections of every video ranked by confidence, a detection
     a true positive when it overlaps an unmatched instance of its action in its video with IoU >= theta
-    (frames [start, end)), AP the area under the precision envelope; mean over the actions with instances."""
-    truth = {p.stem: np.loadtxt(p, delimiter=',', ndmin=2).astype(int) for p in Path(label_dir).glob('*.txt')}
+    (frames [start, end)), AP the area under the precision envelope; mean over the actions with instances of
+    the videos that have proposal files."""
     found = {p.stem: np.loadtxt(p, delimiter=',', ndmin=2) for p in Path(proposal_dir).glob('*.txt')}
+    truth = {v: np.loadtxt(Path(label_dir) / f'{v}.txt', delimiter=',', ndmin=2).astype(int) for v in found}
     aps = []
     for action in sorted({int(row[0]) for rows in truth.values() for row in rows}):
         instances = {v: [tuple(r[1:3]) for r in rows if r[0] == action] for v, rows in truth.items()}
@@ -172,24 +201,27 @@ def check_proposal_file(path, length):
 
 @pytest.mark.slow
 @pytest.mark.parametrize('mode', ['linear', 'finetune'])
-def test_main_detect_writes_proposals_scored_as_the_files_say(untrimmed, tmp_path, mode):
-    """A short run in each mode: proposal files in the format for every test recording, detection.json and
-    log.txt with the scores, and mAP_a at 0.5 equal to an independent computation from the proposal files and
-    label files written from the recordings' intervals."""
-    cfg = write_config(tmp_path / 'detect.yaml', untrimmed, epochs=3)
+def test_main_detect_writes_proposals_scored_as_the_files_say(pku_raw, tmp_path, mode):
+    """A short run in each mode on the untrimmed file of python -m data.pku: proposal files in the format for
+    every test recording, detection.json and log.txt with the scores, and mAP_a at 0.5 equal to an independent
+    computation from the proposal files and the raw folder's label files."""
+    raw, data_path = pku_raw
+    cfg = write_config(tmp_path / 'detect.yaml', data_path, epochs=3)
     out = tmp_path / 'out'
-    result = run_entry('main_detect.py', '--config', cfg, '--mode', mode, '--output_dir', out, '--smooth', 8)
-    recordings = Recordings(untrimmed, 'test')
-    labels = tmp_path / 'labels'
-    labels.mkdir()
-    for name, rows in recordings.ground_truth().items():
-        (labels / f'{name}.txt').write_text(''.join(f'{a},{s},{e},1\n' for a, s, e in rows))
+    result = run_entry('main_detect.py', '--config', cfg, '--mode', mode, '--output_dir', out, '--smooth', 8,
+                       '--opts', 'train_feeder_args.samples_per_recording=64')
+    recordings = Recordings(data_path, 'test')
+    labels = raw / 'label'
+    assert sorted(p.stem for p in (out / 'proposals').glob('*.txt')) == sorted(recordings.names)
     for v, name in enumerate(recordings.names):
         check_proposal_file(out / 'proposals' / f'{name}.txt', recordings.length(v))
     stats = json.loads((out / 'detection.json').read_text())
     assert set(stats) == {'mAP_a', 'mAP_v', 'frame_acc'}
     assert set(stats['mAP_a']) == set(stats['mAP_v']) == {'0.1', '0.3', '0.5', '0.7'}
-    assert stats['mAP_a']['0.5'] == pytest.approx(independent_map_a(labels, out / 'proposals', 0.5), abs=1e-9)
+    for theta in (0.1, 0.3, 0.5, 0.7):
+        assert stats['mAP_a'][f'{theta}'] == pytest.approx(independent_map_a(labels, out / 'proposals', theta),
+                                                           abs=1e-9)
+    assert stats['mAP_a']['0.5' if mode == 'linear' else '0.1'] > 0  # not a comparison of zeros
     assert f"mAP_a 0.1 {stats['mAP_a']['0.1']:.2f}%, 0.3 {stats['mAP_a']['0.3']:.2f}%, 0.5 " \
            f"{stats['mAP_a']['0.5']:.2f}%" in result.stdout
     last = json.loads((out / 'log.txt').read_text().splitlines()[-1])
