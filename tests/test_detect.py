@@ -391,3 +391,22 @@ def test_linear_mode_resumes_where_it_stopped(untrimmed, tmp_path):
     assert 'continuing at epoch 2' in again.stdout and again.stdout.count('read from') == 4
     assert_same_training_state(straight / 'checkpoint-last.pth', resumed / 'checkpoint-last.pth')
     assert json.loads((straight / 'detection.json').read_text()) == json.loads((resumed / 'detection.json').read_text())
+
+
+def test_predict_timeline_of_a_real_recording(untrimmed, tmp_path, capsys):
+    """A real PKU-MMD Phase I recording (../shared): read whole, every window encoded, the timeline's rows the
+    proposal file's lines, each inside the recording."""
+    import csv
+
+    import predict
+    from conftest import shared_path
+    from util.detection import read_intervals
+    skeleton = shared_path('realdata', 'pku', 'skeleton', '0036-L.txt')
+    length = sum(1 for line in skeleton.open() if line.strip())
+    ckpt, _ = detector_checkpoint(tmp_path / 'detector.pth', untrimmed)
+    predict.main(['--checkpoint', str(ckpt), str(skeleton), '--device', 'cpu', '--out', str(tmp_path / 't.csv'),
+                  '--proposals', str(tmp_path)])
+    assert f"0036-L: {length} frames ({length / 30:.1f} s)" in capsys.readouterr().out
+    rows = list(csv.DictReader((tmp_path / 't.csv').open()))
+    written = read_intervals(tmp_path / '0036-L.txt', num_frames=length)
+    assert [(int(r['action_number']), int(r['start']), int(r['end'])) for r in rows] == [w[:3] for w in written]
