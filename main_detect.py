@@ -22,7 +22,7 @@ import engine_finetune
 from feeder.untrimmed import CachedWindows
 from model_transformer import prepare_linear_probe
 from util import config, data, runner
-from util.checkpoint import load_checkpoint, resume_path
+from util.checkpoint import first_problem, load_checkpoint, resume_path
 
 
 def make_optimizer(model, args):
@@ -41,9 +41,13 @@ def frozen_encoder(args, device):
     path = resume_path(args)
     if path:
         try:
-            model.load_state_dict(load_checkpoint(path).get('model'))
-        except (ValueError, RuntimeError) as e:
-            config.fail(f"--resume {path}: {str(e).splitlines()[0]}")
+            checkpoint = load_checkpoint(path)
+        except ValueError as e:
+            config.fail(f"--resume: {e}")
+        try:
+            model.load_state_dict(checkpoint.get('model', checkpoint))
+        except RuntimeError as e:
+            config.fail(f"--resume {path}: does not fit the model of {args.config} ({first_problem(e)})")
     return model.to(device).eval()
 
 

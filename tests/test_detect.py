@@ -249,6 +249,16 @@ def test_bad_settings_end_in_one_line(untrimmed, tmp_path, change, expected):
     assert expected in message
 
 
+@pytest.mark.parametrize('mode', ['linear', 'finetune'])
+def test_a_checkpoint_of_other_classes_ends_in_one_line(untrimmed, tmp_path, mode):
+    """--resume with a detector of 61 classes (another dataset's actions), in either mode."""
+    other, _ = detector_checkpoint(tmp_path / 'other.pth', untrimmed, num_classes=61, mode=mode)
+    cfg = write_config(tmp_path / 'detect.yaml', untrimmed)
+    message = one_line_exit(lambda: main_detect.main(args_for(cfg, '--mode', mode, '--resume', other,
+                                                              '--output_dir', tmp_path / 'o')))
+    assert f"--resume {other}: does not fit the model of {cfg}" in message and 'size mismatch' in message
+
+
 def test_bad_data_ends_in_one_line(untrimmed, tmp_path):
     """An empty test split, a file without the untrimmed arrays, a frame label past the 51 actions."""
     with np.load(untrimmed) as f:
@@ -288,16 +298,20 @@ def test_lr_steps_drop_the_lr_tenfold_at_each_step():
     assert optimizer.param_groups[0]['lr'] == pytest.approx(0.0001)
 
 
-def detector_checkpoint(path, untrimmed, num_classes=52):
-    """A checkpoint as main_detect.py writes it (linear mode: the probe's norm before the head), of a random
-    encoder, with the settings of write_config."""
+def detector_checkpoint(path, untrimmed, num_classes=52, mode='linear'):
+    """A checkpoint as main_detect.py writes it in `mode` (linear: the probe's norm before the head's Linear), of
+    a random encoder and a head whose frames are not all background, with the settings of write_config."""
     from model_transformer import prepare_linear_probe
     cfg = write_config(path.with_suffix('.yaml'), untrimmed,
                        model_args={**ENCODER, 'num_classes': num_classes})
-    settings = vars(config.parse_args('detect', ['--config', str(cfg), '--threshold', '0.2', '--smooth', '5']))
+    settings = vars(config.parse_args('detect', ['--config', str(cfg), '--threshold', '0.2', '--smooth', '5',
+                                                 '--mode', mode]))
     torch.manual_seed(0)
-    model = prepare_linear_probe(FrameDetector(**{**ENCODER, 'num_classes': num_classes}))
-    torch.nn.init.normal_(model.head.fc[1].weight, std=3)  # a head whose frames are not all background
+    model = FrameDetector(**{**ENCODER, 'num_classes': num_classes})
+    linear = model.head.fc
+    if mode == 'linear':
+        prepare_linear_probe(model)
+    torch.nn.init.normal_(linear.weight, std=3)
     torch.save({'model': model.state_dict(), 'args': settings, 'epoch': 0}, path)
     return path, model.eval()
 
