@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from feeder.untrimmed import nearest_window, read_windows, window_centres, window_starts
-from util import devices, dist, engine, output
+from util import devices, dist, engine, figures, output
+from util.actions import action_names
 from util.detection import frame_accuracy, score, write_proposals
 from util.segments import segments_from_probs
 
@@ -116,8 +117,8 @@ def detect_recording(model, frames, window, hop, window_size, p_interval=1.0, sm
 
 def detect(args, model, feeder, features, offsets):
     """Frame probabilities -> segments (util.segments.segments_from_probs with --smooth, --threshold) of
-    every recording -> OUT/proposals/<name>.txt, and the scores against the recordings' intervals:
-    {'mAP_a': {'0.1': ..}, 'mAP_v': {..}, 'frame_acc': ..} in percent."""
+    every recording -> OUT/proposals/<name>.txt. Returns the scores against the recordings' intervals,
+    {'mAP_a': {'0.1': ..}, 'mAP_v': {..}, 'frame_acc': ..} in percent, and the segments {name: [...]}."""
     folder = output.make_dir(Path(args.output_dir) / 'proposals', 'proposals')
     recordings, proposals, true, predicted = feeder.recordings, {}, [], []
     model.eval()
@@ -129,25 +130,35 @@ def detect(args, model, feeder, features, offsets):
         predicted.append(probs.argmax(1))
     stats = score(recordings.ground_truth(), proposals, thetas=tuple(args.thetas))
     stats['frame_acc'] = float(frame_accuracy(np.concatenate(true), np.concatenate(predicted)))
-    return stats
+    return stats, proposals
+
+
+def timeline_picture(recordings, proposals, v, epoch):
+    """The true and detected segments of test recording v, with action names (util.figures.timeline_figure)."""
+    name = recordings.names[v]
+    truth = recordings.ground_truth()[name]
+    title = f"{name} after epoch {epoch}: {len(truth)} true, {len(proposals[name])} detected action(s)"
+    return figures.timeline_figure([('true', truth), ('detected', proposals[name])], action_names('pku'),
+                                   recordings.length(v), title)
 
 
 class DetectionEvaluation:
     """The runner's after_epoch hook of main_detect.py: after the last epoch, the detection of the test
-    recordings (`detect`) with features from `test_features(model)`, written to OUT/detection.json, printed
-    and added to the epoch's log.txt line. Rank 0 detects; the others wait for it."""
+    recordings (`detect`) with features from `test_features(model)`, written to OUT/detection.json, printed,
+    added to the epoch's log.txt line and to TensorBoard (the scores, and the timeline of the first test
+    recording). Rank 0 detects; the others wait for it."""
 
     def __init__(self, args, feeder, test_features):
         self.args, self.feeder, self.test_features = args, feeder, test_features
 
-    def __call__(self, model, epoch, **_):
+    def __call__(self, model, epoch, log_writer=None, **_):
         if epoch + 1 < self.args.epochs:
             return {}
         model.eval()
         features, offsets = self.test_features(model)
         stats = None
         if dist.is_main_process():
-            stats = detect(self.args, model, self.feeder, features, offsets)
+            stats, proposals = detect(self.args, model, self.feeder, features, offsets)
             path = Path(self.args.output_dir) / 'detection.json'
             output.atomic_write(path, lambda tmp: tmp.write_text(json.dumps(stats) + '\n'))
             a, v = stats['mAP_a'], stats['mAP_v']
@@ -155,5 +166,12 @@ class DetectionEvaluation:
                   + ', '.join(f"{k} {a[k]:.2f}%" for k in a) + "; mAP_v "
                   + ', '.join(f"{k} {v[k]:.2f}%" for k in v) + f"; frame accuracy {stats['frame_acc']:.2f}% "
                   f"({path}, proposals in {Path(self.args.output_dir) / 'proposals'})")
+            if log_writer is not None:
+                step = engine.tensorboard_step(epoch + 1)
+                for kind in ('mAP_a', 'mAP_v'):
+                    for theta, value in stats[kind].items():
+                        log_writer.add_scalar(f'test/{kind}@{theta}', value, step)
+                log_writer.add_scalar('test/frame_acc', stats['frame_acc'], step)
+                log_writer.add_figure('timeline', timeline_picture(self.feeder.recordings, proposals, 0, epoch), step)
         stats = dist.all_gather_objects(stats)[0]
         return {f'test_{k}': v for k, v in stats.items()}

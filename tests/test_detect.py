@@ -227,6 +227,10 @@ def test_main_detect_writes_proposals_scored_as_the_files_say(pku_raw, tmp_path,
     last = json.loads((out / 'log.txt').read_text().splitlines()[-1])
     assert last['epoch'] == 2 and last['test_mAP_a'] == stats['mAP_a'] and last['test_frame_acc'] == stats['frame_acc']
     assert (out / 'checkpoint-last.pth').is_file()
+    from train_fixtures import scalar_tags
+    events, tags = scalar_tags(out)
+    assert {'test/mAP_a@0.5', 'test/mAP_v@0.5', 'test/frame_acc'} <= tags and 'timeline' in events.Tags()['images']
+    assert events.Scalars('test/mAP_a@0.5')[-1].value == pytest.approx(stats['mAP_a']['0.5'])
     if mode == 'linear':
         assert len(list((out / 'features').glob('train_*.npz'))) == 3  # one per training window length
         assert len(list((out / 'features').glob('test_*.npz'))) == 1
