@@ -5,12 +5,11 @@ the joint count (25) and 25 lines of 12 numbers:
 `x y z depthX depthY colorX colorY orientW orientX orientY orientZ trackingState`.
 LF and CRLF line endings are both read.
 """
-import os
 from collections import namedtuple
 
 import numpy as np
 
-from data.pipeline import BadInput, excerpt
+from data.pipeline import BadInput, excerpt, write_text
 from data.text_numbers import NotANumber, TextTokens
 
 NUM_JOINTS = 25
@@ -165,7 +164,4 @@ def write_skeleton(path, frames, newline="\n"):
             lines.append(str(NUM_JOINTS))
             for x, y, z in np.asarray(joints, dtype=np.float64).reshape(NUM_JOINTS, 3):
                 lines.append(f"{x:.7g} {y:.7g} {z:.7g} 250.5 200.5 960.5 540.5 0.5 0.5 0.5 0.5 2")
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", newline="") as f:
-        f.write(newline.join(lines) + newline)
-    os.replace(tmp, path)
+    write_text(path, newline.join(lines) + newline)

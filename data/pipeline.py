@@ -144,6 +144,17 @@ def _write_rows(f, key, rows):
         raise ValueError(f"{key}: {written} rows written, {rows.shape[0]} declared")
 
 
+def write_text(path, text):
+    """Write `text` to `path` as it is (no newline translation) under a temporary name, then rename."""
+    tmp = Path(f"{path}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "w", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def save_npz_atomic(path, arrays):
     """np.savez to a temporary name in the same folder, then rename."""
     path = Path(path)

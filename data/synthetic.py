@@ -1,8 +1,10 @@
-"""A synthetic skeleton-action dataset in the NTU RGB+D 60 formats, generated in seconds from a seed.
+"""A synthetic skeleton-action dataset in the NTU RGB+D 60 and PKU-MMD formats, generated in seconds from a seed.
 
     python -m data.synthetic --out-dir data/synthetic --seed 0 --format npz
     python -m data.synthetic --out-dir data/synthetic --seed 0 --format skeleton
     python -m data.ntu --dataset ntu60 --raw-dir data/synthetic/raw --out-dir data/synthetic
+    python -m data.synthetic --out-dir data/synthetic_pku --seed 0 --format pku
+    python -m data.pku --phase 1 --raw-dir data/synthetic_pku --out-dir data/synthetic_pku/arrays
 
 `--format npz` writes `NTU60_XSub.npz` and `NTU60_XView.npz` (x (N, 300, 150) float32, one-hot y with 60
 columns, names) through the same actor selection, centring, padding and splits as `data.ntu`;
@@ -16,8 +18,16 @@ speed, amplitude, phase, duration (40-300 frames), facing direction, position, c
 -45, 0, +45 degrees; setup = camera height and distance) and sensor noise, and begins at rest, so that
 no class can be told from its first frame. Performers 1-40 split as NTU-60 cross-subject: training
 samples come from the training performers, test samples from the others.
+
+`--format pku` writes untrimmed takes as a PKU-MMD raw folder in `<out-dir>` (skeleton/, label/ with
+`label,start,end,confidence` lines, cross-subject.txt, cross-view.txt), read by data.pku: each take (8 training
+and 4 test by default) is one or two people performing PKU_ACTIONS_PER_TAKE actions, 20-60 frames at rest before,
+between and after them (a few hundred frames in all), filmed by the three views L, M, R (cameras at -45, 0 and
++45 degrees; cross-view trains on L and R as PKU-MMD does). The actions are the 10 of ACTIONS that end as they
+begin, under their PKU-MMD numbers (PKU_ACTIONS); label lines cover an action's frames [start, end), confidence 1.
 """
 import argparse
+import io
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +35,7 @@ from tqdm import tqdm
 
 from data.kinect import Body, Skeleton, write_skeleton
 from data.ntu import BENCHMARKS, TRAIN_SUBJECTS_60, centre, pad, select_actors, split
-from data.pipeline import DataError, check_outputs, claim_out_dir, one_hot, run_command, write_npz
+from data.pipeline import DataError, check_outputs, claim_out_dir, one_hot, run_command, write_npz, write_text
 from data.skeleton import NUM_JOINTS, PARENTS, ROOT
 
 NUM_CLASSES = 60
@@ -121,6 +131,12 @@ def bend_towards(d, b):
     return unit(np.where(small, fallback, perp))
 
 
+def default_bend(flex):
+    """(T, 3) direction the forearm bends towards when an action sets none: forwards and up, turning with the
+    arm's flexion (T,)."""
+    return Z * np.cos(flex)[:, None] + Y * np.sin(flex)[:, None]
+
+
 def joint_directions(pose):
     """Unit direction of every bone (joint - parent), (T, 25, 3), in the body frame."""
     n = len(pose.trunk)
@@ -138,7 +154,7 @@ def joint_directions(pose):
         a, f = arm["abd"], arm["flex"]
         upper = (sign * X * (np.sin(a) * np.cos(f))[:, None] + Z * np.sin(f)[:, None]
                  - Y * (np.cos(a) * np.cos(f))[:, None])
-        b = arm["bend"] if arm["bend"] is not None else Z * np.cos(f)[:, None] + Y * np.sin(f)[:, None]
+        b = arm["bend"] if arm["bend"] is not None else default_bend(f)
         side_b = bend_towards(upper, b)
         fore = np.cos(arm["elbow"])[:, None] * upper + np.sin(arm["elbow"])[:, None] * side_b
         for joint, v in ((elbow, upper), (wrist, fore), (hand, fore), (thumb, unit(fore + 0.7 * side_b)),
@@ -359,21 +375,23 @@ def camera_view(seed, setup, camera, rng):
     return rotation, np.array([distance * np.sin(yaw), height, -distance * np.cos(yaw)])
 
 
-def generate_sample(seed, index, action, performer, setup, camera, replication):
-    """One sample: list of (body_id, joints (T, 25, 3) camera coordinates), one or two bodies."""
-    rng = np.random.default_rng([seed, 3, index])
-    _, act, people, (shortest, longest) = ACTIONS[action]
+def action_timing(rng, shortest, longest):
+    """(frames, u) of one performance of an action usually `shortest` to `longest` frames long: a random speed,
+    40 to 300 frames, and normalised time u (frames,) in [0, 1], held at 0 for a short rest before and at 1
+    after."""
     speed = rng.uniform(0.7, 1.4)
     frames = int(np.clip(rng.uniform(shortest, longest) / speed, 40, FRAMES))
     t = np.arange(frames, dtype=np.float64)
     rest_in, rest_out = rng.uniform(0.05, 0.2), rng.uniform(0.0, 0.15)
-    u = np.clip((t / (frames - 1) - rest_in) / (1 - rest_in - rest_out), 0, 1)
-    amp = rng.uniform(0.75, 1.25)
-    poses = [Pose(t, rng, amp) for _ in range(people)]
-    act(poses[0], u, rng, amp, poses[1] if people == 2 else None)
+    return frames, np.clip((t / (frames - 1) - rest_in) / (1 - rest_in - rest_out), 0, 1)
 
+
+def place(seed, poses, performer, replication, rng):
+    """World joint positions [(T, 25, 3)] of the performer posed by poses[0] and, with two poses, of a partner
+    from the same split, facing each other across the view of camera 2 (one person faces camera 1 or 3 by
+    `replication`), somewhere near the scene centre."""
     bone_sets = [performer_bones(seed, performer)]
-    if people == 2:  # facing each other across the view of camera 2, the partner from the same split
+    if len(poses) == 2:
         group = TRAIN_SUBJECTS_60 if performer in TRAIN_SUBJECTS_60 else TEST_SUBJECTS
         bone_sets.append(performer_bones(seed, rng.choice([p for p in group if p != performer])))
         gap, axis = rng.uniform(1.0, 1.5), rng.uniform(-0.3, 0.3)
@@ -383,19 +401,38 @@ def generate_sample(seed, index, action, performer, setup, camera, replication):
         starts = [np.zeros(3)]
         headings = [np.pi - np.radians(CAMERA_YAW[1 if replication == 1 else 3] + rng.uniform(-15, 15))]
     centre_shift = np.array([rng.normal(0, 0.25), 0, rng.normal(0, 0.25)])
-    rotation, position = camera_view(seed, setup, camera, rng)
-    body_ids = 72057594037927936 + rng.choice(10**6, size=people, replace=False)
-    bodies = []
-    for pose, bones, start, heading, body_id in zip(poses, bone_sets, starts, headings, body_ids):
+    worlds = []
+    for pose, bones, start, heading in zip(poses, bone_sets, starts, headings):
         yaw = heading + pose.turn
         walked = np.cumsum(np.diff(pose.walk, prepend=0)[:, None] * rot_y(Z, yaw), axis=0)
-        world = rot_y(forward_kinematics(pose, bones), yaw[:, None]) + (start + centre_shift + walked)[:, None]
+        worlds.append(rot_y(forward_kinematics(pose, bones), yaw[:, None]) + (start + centre_shift + walked)[:, None])
+    return worlds
+
+
+def film(seed, worlds, setup, camera, rng):
+    """[(body_id, joints (T, 25, 3) camera coordinates with sensor noise)] of the bodies `worlds` seen by a
+    camera of `setup`."""
+    rotation, position = camera_view(seed, setup, camera, rng)
+    body_ids = 72057594037927936 + rng.choice(10**6, size=len(worlds), replace=False)
+    bodies = []
+    for world, body_id in zip(worlds, body_ids):
         joints = (world - position) @ rotation.T
         joints += rng.normal(0, 0.006, joints.shape)
-        jitter = rng.random(frames) < 0.05
+        jitter = rng.random(len(joints)) < 0.05
         joints[jitter] += rng.normal(0, 0.02, joints[jitter].shape)
         bodies.append((str(body_id), joints))
     return bodies
+
+
+def generate_sample(seed, index, action, performer, setup, camera, replication):
+    """One sample: list of (body_id, joints (T, 25, 3) camera coordinates), one or two bodies."""
+    rng = np.random.default_rng([seed, 3, index])
+    _, act, people, duration = ACTIONS[action]
+    frames, u = action_timing(rng, *duration)
+    amp = rng.uniform(0.75, 1.25)
+    poses = [Pose(np.arange(frames, dtype=np.float64), rng, amp) for _ in range(people)]
+    act(poses[0], u, rng, amp, poses[1] if people == 2 else None)
+    return film(seed, place(seed, poses, performer, replication, rng), setup, camera, rng)
 
 
 def sample_plan(seed, num_train, num_test):
@@ -459,30 +496,136 @@ def write_arrays(samples, out_dir):
         write_npz(out_dir / f"NTU60_{bench}.npz", out)
 
 
+# PKU-MMD recordings: the synthetic actions that end as they begin (at rest, a partner back in place), numbered as
+# PKU-MMD numbers them (util.actions.PKU, number = index + 1). Sitting down and pushing leave the pose changed
+# (seated; the partner pushed away) and walking apart has no PKU-MMD action: recordings do without them.
+PKU_ACTIONS = {35: 1, 22: 5, 10: 6, 23: 13, 58: 14, 27: 17, 24: 19, 31: 25, 50: 26, 38: 32}
+PKU_VIEWS = {"L": 1, "M": 2, "R": 3}  # PKU-MMD's left, middle and right Kinects: cameras at -45, 0, +45 degrees
+PKU_ACTIONS_PER_TAKE = 3
+PKU_IDLE = (20, 60)  # frames at rest before, between and after the actions of a take
+PKU_TWO_PERSON = 0.3  # the share of takes with two people
+PKU_BEND_RAMP = 8  # frames of rest over which the forearm turns to and from the bend direction an action sets
+
+
+def pose_view(pose, start, end):
+    """A Pose over frames [start, end) of `pose` whose angles are views of its arrays: an action applied to it
+    moves `pose` there. A forearm bend direction it sets stays on the view (arm["bend"])."""
+    view = Pose.__new__(Pose)
+    view.trunk, view.head = pose.trunk[start:end], pose.head[start:end]
+    view.arm = {side: dict({k: pose.arm[side][k][start:end] for k in ("abd", "flex", "elbow")}, bend=None)
+                for side in "lr"}
+    view.hip = {side: pose.hip[side][start:end] for side in "lr"}
+    view.knee = {side: pose.knee[side][start:end] for side in "lr"}
+    view.lift, view.step, view.turn, view.walk = (a[start:end] for a in (pose.lift, pose.step, pose.turn, pose.walk))
+    return view
+
+
+def generate_take(seed, index, performer, replication):
+    """One untrimmed take: (worlds [(T, 25, 3)] world joint positions of one or two people, [(NTU action
+    number, start, end)]): PKU_ACTIONS_PER_TAKE actions, frames [start, end) each, with rest around them.
+
+    The actions move views of one Pose over the whole take (pose_view); a forearm bend direction an action
+    sets turns from and back to the default one over PKU_BEND_RAMP frames of the rest around it, so the arm
+    does not jump where the action starts.
+    """
+    rng = np.random.default_rng([seed, 5, index])
+    people = 2 if rng.random() < PKU_TWO_PERSON else 1
+    choices = sorted(a for a in PKU_ACTIONS if ACTIONS[a][2] <= people)
+    actions = [int(a) for a in rng.choice(choices, size=PKU_ACTIONS_PER_TAKE)]
+    timings = [action_timing(rng, *ACTIONS[a][3]) for a in actions]
+    idle = rng.integers(PKU_IDLE[0], PKU_IDLE[1] + 1, size=len(actions) + 1)
+    ends = np.cumsum([n for pair in zip(idle, [f for f, _ in timings]) for n in pair])
+    spans = list(zip(ends[::2], ends[1::2]))
+    poses = [Pose(np.arange(ends[-1] + idle[-1], dtype=np.float64), rng, rng.uniform(0.75, 1.25))
+             for _ in range(people)]
+    bends = []
+    for action, (start, end), (_, u) in zip(actions, spans, timings):
+        views = [pose_view(pose, start, end) for pose in poses]
+        ACTIONS[action][1](views[0], u, rng, rng.uniform(0.75, 1.25), views[1] if people == 2 else None)
+        bends += [(pose, side, start, end, view.arm[side]["bend"])
+                  for pose, view in zip(poses, views) for side in "lr" if view.arm[side]["bend"] is not None]
+    for pose, side, start, end, bend in bends:
+        arm = pose.arm[side]
+        if arm["bend"] is None:
+            arm["bend"] = default_bend(arm["flex"])
+        arm["bend"][start:end] = bend
+        ramp = smoothstep(np.arange(1, PKU_BEND_RAMP + 1) / (PKU_BEND_RAMP + 1))[:, None]
+        before, after = slice(start - PKU_BEND_RAMP, start), slice(end, end + PKU_BEND_RAMP)
+        arm["bend"][before] += ramp * (bend[0] - arm["bend"][before])
+        arm["bend"][after] += ramp[::-1] * (bend[-1] - arm["bend"][after])
+    worlds = place(seed, poses, performer, replication, rng)
+    return worlds, [(a, int(start), int(end)) for a, (start, end) in zip(actions, spans)]
+
+
+def write_pku(out_dir, seed, num_train, num_test):
+    """A PKU-MMD-style raw folder: skeleton/<take>-<view>.txt, label/<take>-<view>.txt and the split files
+    cross-subject.txt, cross-view.txt, for num_train takes of training performers and num_test of test ones,
+    each filmed by the three views. Returns the number of videos."""
+    rng = np.random.default_rng([seed, 0])
+    train = {"subject": [], "view": []}
+    videos = []
+    for index in tqdm(range(num_train + num_test), desc="synthetic PKU-MMD takes", unit="take"):
+        performers = TRAIN_SUBJECTS_60 if index < num_train else TEST_SUBJECTS
+        performer, setup = int(rng.choice(performers)), int(rng.integers(1, NUM_SETUPS + 1))
+        worlds, instances = generate_take(seed, index, performer, int(rng.integers(1, 3)))
+        labels = "".join(f"{PKU_ACTIONS[a]},{start},{end},1\n" for a, start, end in instances)
+        for view, camera in PKU_VIEWS.items():
+            name = f"{index + 2:04d}-{view}"
+            bodies = film(seed, worlds, setup, camera, np.random.default_rng([seed, 6, index, camera]))
+            frames = np.zeros((len(worlds[0]), 2, NUM_JOINTS * 3))
+            for b, (_, joints) in enumerate(bodies):
+                frames[:, b] = joints.reshape(len(joints), -1)
+            text = io.StringIO()
+            np.savetxt(text, frames.reshape(len(frames), -1), fmt="%.6f")
+            write_text(out_dir / "skeleton" / f"{name}.txt", text.getvalue())
+            write_text(out_dir / "label" / f"{name}.txt", labels)
+            videos.append(name)
+            train["subject"] += [name] if index < num_train else []
+            train["view"] += [name] if view != "M" else []
+    for kind, training in train.items():
+        test = [v for v in videos if v not in training]
+        write_text(out_dir / f"cross-{kind}.txt", f"Training videos: \n{', '.join(training)}, \n"
+                                                  f"Validataion videos: \n{', '.join(test)}, \n")
+    return len(videos)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m data.synthetic", description=__doc__.split("\n")[0])
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--format", choices=("npz", "skeleton"), default="npz")
-    parser.add_argument("--num-train", type=int, default=400, help="training samples (training performers)")
-    parser.add_argument("--num-test", type=int, default=200, help="test samples (test performers)")
+    parser.add_argument("--format", choices=("npz", "skeleton", "pku"), default="npz")
+    parser.add_argument("--num-train", type=int, help="training samples (training performers; default 400), or "
+                                                       "with --format pku training takes (default 8)")
+    parser.add_argument("--num-test", type=int, help="test samples (test performers; default 200), or with "
+                                                      "--format pku test takes (default 4)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     args = parser.parse_args(argv)
-    if args.num_train < 1 or args.num_test < 0:
-        raise DataError(f"--num-train must be >= 1 and --num-test >= 0, got {args.num_train} and "
-                        f"{args.num_test}")
+    defaults = (8, 4) if args.format == "pku" else (400, 200)
+    num_train, num_test = (default if n is None else n for n, default in zip((args.num_train, args.num_test), defaults))
+    if num_train < 1 or num_test < 0:
+        raise DataError(f"--num-train must be >= 1 and --num-test >= 0, got {num_train} and {num_test}")
     out_dir = Path(args.out_dir)
     claim_out_dir(out_dir, out_dir / "raw")
     if args.format == "npz":
         check_outputs([out_dir / f"NTU60_{bench}.npz" for bench in BENCHMARKS["ntu60"]], args.overwrite)
-        write_arrays(generate(args.seed, args.num_train, args.num_test), out_dir)
-    else:
+        write_arrays(generate(args.seed, num_train, num_test), out_dir)
+    elif args.format == "skeleton":
         raw_dir = out_dir / "raw"
         check_outputs(sorted(raw_dir.glob("*.skeleton"))[:1], args.overwrite)
         for old in raw_dir.glob("*.skeleton"):
             old.unlink()
-        write_raw(generate(args.seed, args.num_train, args.num_test), raw_dir, args.seed)
-    print(f"{args.num_train + args.num_test} samples of {len(ACTIONS)} actions written to {out_dir}")
+        write_raw(generate(args.seed, num_train, num_test), raw_dir, args.seed)
+    else:
+        check_outputs([out_dir / "cross-subject.txt"], args.overwrite)
+        for folder in ("skeleton", "label"):
+            (out_dir / folder).mkdir(exist_ok=True)
+            for old in (out_dir / folder).glob("*.txt"):
+                old.unlink()
+        videos = write_pku(out_dir, args.seed, num_train, num_test)
+        print(f"{videos} videos ({num_train + num_test} takes x {len(PKU_VIEWS)} views) of {len(PKU_ACTIONS)} "
+              f"PKU-MMD actions written to {out_dir}")
+        return
+    print(f"{num_train + num_test} samples of {len(ACTIONS)} actions written to {out_dir}")
 
 
 if __name__ == "__main__":

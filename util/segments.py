@@ -35,7 +35,7 @@ def segments_from_probs(probs, smooth=20, threshold=0.4):
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape[1] < 2:
         raise ValueError(f"expected (frames, actions + 1) probabilities, got shape {probs.shape}")
-    smoothed = smooth_probs(probs, smooth) if len(probs) else probs
+    smoothed = smooth_probs(probs, smooth)
     active = np.concatenate([[False], 1 - smoothed[:, 0] >= threshold, [False]])
     edges = np.flatnonzero(active[1:] != active[:-1])
     segments = []
