@@ -22,7 +22,7 @@ import engine_finetune
 from feeder.untrimmed import CachedWindows
 from model_transformer import prepare_linear_probe
 from util import config, data, runner
-from util.checkpoint import first_problem, load_checkpoint, resume_path
+from util.checkpoint import first_problem, load_checkpoint, resume_candidates
 
 
 def make_optimizer(model, args):
@@ -38,20 +38,23 @@ def frozen_encoder(args, device):
     state is restored after building it, so that the runner's model, built next, starts from the same weights."""
     with torch.random.fork_rng(devices=[]):
         model = prepare_linear_probe(runner.build_model(args))
-    path = resume_path(args)
-    if path:
+    for path in resume_candidates(args):  # --auto_resume: the newest readable one, as util.checkpoint.load_model
         try:
             checkpoint = load_checkpoint(path)
         except ValueError as e:
-            config.fail(f"--resume: {e}")
+            if args.resume or not args.auto_resume:
+                config.fail(f"--resume: {e}")
+            continue
         try:
             model.load_state_dict(checkpoint.get('model', checkpoint))
         except RuntimeError as e:
             config.fail(f"--resume {path}: does not fit the model of {args.config} ({first_problem(e)})")
+        break
     return model.to(device).eval()
 
 
 def feature_settings(args, feeder, device):
+    """The keyword arguments of engine_detect.split_features / cached_features but the window length."""
     return dict(hop=feeder.hop, window_size=feeder.window_size, p_interval=feeder.p_interval, device=device,
                 amp=args.amp, batch_size=args.feature_batch)
 
