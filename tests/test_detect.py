@@ -27,7 +27,8 @@ WINDOW, HOP = 32, 4
 
 def write_untrimmed(path, num_train=4, num_test=2, frames=400, seed=0, one_body=()):
     """An untrimmed file: each recording alternates 40 frames of background (a still pose, much the same in every
-    recording) and 80 frames of an action 1, 2 or 3 (the pose moving at a frequency of its own). Recordings in `one_body` have no second body."""
+    recording) and 80 frames of an action 1, 2 or 3 (the pose moving at a frequency of its own). The test
+    recordings in `one_body` have no second body."""
     rng = np.random.default_rng(seed)
     base = rng.normal(0, 0.3, 150)
     arrays = {}
