@@ -16,7 +16,11 @@ Sections (select with --only):
   feeder    the training feeder (random crop-resize of a 300-frame sequence to the window, then rotation) in a
             fresh process with one thread: item by item (__getitem__), and in batches of --batch (__getitems__,
             which a DataLoader worker calls for a batch); passes of --feeder_samples items, interleaved;
-  augment   the same augmentation applied to a whole batch on the device (feeder.augment.BatchAugment).
+  augment   the same augmentation applied to a whole batch on the device (feeder.augment.BatchAugment);
+  dense     one untrimmed recording detected (windows through the encoder, frame probabilities, segments;
+            engine_detect.detect_recording): at the full size a short stretch, at the real study's size
+            (config/real_pku/pretrain_mamp.yaml's encoder, config/real_pku/detect.yaml's windows) a whole
+            9000-frame recording; frames/s and the seconds a 9000-frame recording takes.
 Models, optimisers and losses are the published ones at full size (dim 256, depth 8, decoder depth 5 and 3,
 120 frames, 25 joints, 2 bodies) on random-walk skeletons. Every row is the median of --steps timed steps after
 --warmup steps (the first includes compilation). FLOP/s counts the model FLOPs of `model_flops` per step; the
@@ -37,6 +41,7 @@ import os
 
 import torch
 
+from bench.dense_rows import dense_rows
 from bench.feeder_rows import feeder_rows
 from bench.model_rows import model_row, published_row
 from bench.report import device_name, slow_precisions, summary, table, write_json
@@ -157,6 +162,11 @@ def main(args):
             add(row)
         for ours in (row for row in feeder if 'speedup_vs_published' in row):
             print(f"{summary(ours).split(':')[0]}: {ours['speedup_vs_published']:.2f}x the published feeder")
+    if 'dense' in sections:
+        for row in dense_rows(size, args.quick, device, precisions[0], args.warmup, args.steps, memory):
+            add(row)
+            print(f"{summary(row).split(':')[0]}: {row['frames_per_s']:.0f} frames/s, "
+                  f"{row['seconds_per_9000_frames']:.1f} s for a 9000-frame recording")
     peaks = {}
     if probe is not None:
         peaks = {p: probe.gflop_per_s(p) for p in probe.times}

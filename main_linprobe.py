@@ -6,19 +6,10 @@
 """
 import torch
 import torch.nn as nn
-from timm.layers import trunc_normal_
 
 import engine_finetune
-from model_transformer import add_probe_norm
+from model_transformer import prepare_linear_probe as prepare_model
 from util import config, evaluation, runner
-
-
-def prepare_model(model):
-    """BatchNorm1d(affine=False, eps=1e-6) before the head's Linear, which alone is trained."""
-    trunc_normal_(model.head.fc.weight, std=0.01)
-    add_probe_norm(model)
-    model.requires_grad_(False)
-    model.head.requires_grad_(True)
 
 
 def make_optimizer(model, args):

@@ -204,6 +204,16 @@ def add_probe_norm(model):
     return model
 
 
+def prepare_linear_probe(model):
+    """The linear probe of main_linprobe.py: head.fc re-initialised (truncated normal, std 0.01), the
+    BatchNorm1d(affine=False, eps=1e-6) before it (add_probe_norm), and the head alone trainable."""
+    trunc_normal_(model.head.fc.weight, std=0.01)
+    add_probe_norm(model)
+    model.requires_grad_(False)
+    model.head.requires_grad_(True)
+    return model
+
+
 def has_probe_norm(state_dict):
     """True for the weights of a linear probe trained with add_probe_norm."""
     return 'head.fc.0.running_mean' in state_dict

@@ -5,6 +5,8 @@
     python predict.py --checkpoint CKPT data/pku_raw/v1/skeleton/0002-L.txt     # each instance of label/0002-L.txt
     python predict.py --checkpoint CKPT recording.txt --start 100 --end 250     # one clip of a PKU-MMD-format file
     python predict.py --checkpoint CKPT data/ntu/NTU60_XSub.npz --split test --scores scores.npz
+    python predict.py --checkpoint output/pku_v1/detect/checkpoint-last.pth recording.txt --out timeline.csv \
+        --proposals proposals/    # a detector of main_detect.py: the actions found in the whole recording
 
 Inputs take the path of training and evaluation: NTU `.skeleton` files go through data.ntu (actor selection,
 centring, padding; a folder is parsed by --workers processes), PKU-MMD skeleton files through data.pku (the
@@ -38,7 +40,7 @@ from data.pipeline import DataError, one_hot, save_npz_atomic
 from data.recordings import find_inputs, ntu_samples, pku_samples
 from data.splits import TEST, TRAIN, UNKNOWN, seen_in_training
 from model_transformer import classifier_from_checkpoint
-from util import devices, output
+from util import devices, output, timeline
 from util.actions import action_names, dataset_of, guess_dataset
 from util.config import fail, resolve_class
 from util.evaluation import predict
@@ -123,6 +125,7 @@ def main(argv=None):
     parser.add_argument('--labels', help='PKU-MMD label file of the (one) skeleton file given')
     parser.add_argument('--start', type=Range(int, 0), help='first frame of the clip of a PKU-MMD-format file')
     parser.add_argument('--end', type=Range(int, 1), help='frame after the clip of a PKU-MMD-format file')
+    parser.add_argument('--proposals', help='a detector: write each recording\'s proposal file <name>.txt here')
     parser.add_argument('--workers', type=Range(int, 1), default=os.cpu_count(), help='processes parsing NTU files')
     parser.add_argument('--batch_size', type=Range(int, 1), default=64)
     parser.add_argument('--device', default='auto', help="'cuda', 'cpu' or 'auto' (cuda when available)")
@@ -138,6 +141,9 @@ def main(argv=None):
         model, settings = classifier_from_checkpoint(args.checkpoint)
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
+    kind, files = find_inputs(args.inputs)
+    if timeline.is_detector(settings):
+        return timeline.predict_timelines(model, settings, kind, files, args, device)
     num_classes = settings['model_args'].get('num_classes', 60)
     dataset = dataset_of(settings['val_feeder_args'].get('data_path'), num_classes)  # by the name: never opened
     note = training_subset_note(settings['val_feeder_args'], args.checkpoint, 'not applied, every input is scored')
@@ -146,7 +152,6 @@ def main(argv=None):
     if settings['train_digests'] is None:
         print(f"note: {args.checkpoint} stores no digests of its training samples (written before they were kept): "
               f"no input is marked as seen in training")
-    kind, files = find_inputs(args.inputs)
     if (args.start is not None or args.labels) and kind != 'pku':
         fail("--labels, --start and --end apply to PKU-MMD .txt skeleton files")
     if args.labels and len(files) > 1:

@@ -9,6 +9,8 @@ file, PNG, PDF or SVG by the suffix of --out (a sequence also as a GIF / MP4 ani
     python visualize.py tsne --config config/ntu60_xsub/linear.yaml --encoder MAMP=CKPT --encoder random= --out tsne.png
     python visualize.py confusion --config config/ntu60_xsub/finetune.yaml --checkpoint CKPT --out confusion.png
                                   (and confusion.csv: per-class accuracy, worst first)
+    python visualize.py timeline --labels data/pku_raw/v1/label/0002-L.txt \
+                                 --proposals output/pku_v1/detect/proposals/0002-L.txt --out timeline.png
 
 Action names come from the data file's name or the class count (util/actions.py); --dataset names the dataset.
 Titles name the run: the checkpoint's folder and epoch. Figures are sized for a paper (util/figures.py).
@@ -21,6 +23,7 @@ import torch
 from matplotlib import animation
 from torch.utils.data import DataLoader
 
+from data.pipeline import DataError
 from util import config, data, devices, figures, knn, runner, skeleton_figures
 from util.actions import action_names, dataset_of, sample_title
 from util.checkpoint import load_checkpoint
@@ -229,6 +232,22 @@ def confusion(args):
     return figures.save(figures.confusion_figure(matrix, names, title), args.out, args.dpi)
 
 
+def timeline(args):
+    """True and predicted action segments of a PKU-MMD recording: its label file and a proposal file."""
+    from util.detection import read_intervals
+    if args.length is not None and args.length < 1:
+        fail(f"--length {args.length}: expected the recording's number of frames, at least 1")
+    rows = []
+    for label, path in (('true', args.labels), ('predicted', args.proposals)):
+        try:
+            rows.append((label, read_intervals(path)))
+        except (OSError, DataError) as e:
+            fail(f"--{'labels' if label == 'true' else 'proposals'} {path}: {e}")
+    length = args.length or max([end for _, segments in rows for _, _, end, _ in segments] + [1])
+    title = f"{Path(args.labels).stem}: {len(rows[0][1])} true and {len(rows[1][1])} predicted action(s)"
+    return figures.save(figures.timeline_figure(rows, action_names('pku'), length, title), args.out, args.dpi)
+
+
 def parse_config(protocol, args):
     """The settings of --config as entry point `protocol` reads them, with this command's flags; data loading in
     this process."""
@@ -244,7 +263,8 @@ def get_args_parser():
     commands = parser.add_subparsers(dest='command', required=True)
     run = {}
     for name, fn, out in (('sequence', sequence, 'sequence.gif'), ('masking', masking, 'masking.png'),
-                          ('tsne', tsne, 'tsne.png'), ('confusion', confusion, 'confusion.png')):
+                          ('tsne', tsne, 'tsne.png'), ('confusion', confusion, 'confusion.png'),
+                          ('timeline', timeline, 'timeline.png')):
         p = commands.add_parser(name, help=fn.__doc__.splitlines()[0], description=fn.__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         p.add_argument('--out', default=out, help='file to write: .png, .pdf or .svg' +
@@ -276,6 +296,10 @@ def get_args_parser():
     run['tsne'].add_argument('--encoder', action='append', required=True, metavar='LABEL=CHECKPOINT',
                              help='an encoder to show (repeat for several); CHECKPOINT alone: labelled with its '
                                   'run; LABEL= alone: random initialisation')
+    run['timeline'].add_argument('--labels', required=True, help='PKU-MMD label file of the recording (true)')
+    run['timeline'].add_argument('--proposals', required=True, help='its proposal file (main_detect.py, predict.py)')
+    run['timeline'].add_argument('--length', type=int, default=None,
+                                 help='frames of the recording (default: the last segment end)')
     run['tsne'].add_argument('--max_samples', type=int, default=2000, help='test samples shown, a fixed subset')
     return parser
 

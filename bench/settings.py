@@ -2,7 +2,7 @@
 published training settings it times."""
 import torch
 
-SECTIONS = ('matmul', 'pretrain', 'tune', 'linprobe', 'finetune', 'eval', 'feeder', 'augment')
+SECTIONS = ('matmul', 'pretrain', 'tune', 'linprobe', 'finetune', 'eval', 'feeder', 'augment', 'dense')
 AMP = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 FULL = dict(dim_feat=256, depth=8, num_heads=8, mlp_ratio=4, num_frames=120, num_joints=25, patch_size=1,

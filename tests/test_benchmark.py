@@ -47,6 +47,11 @@ def test_quick_run_reports_every_section(tmp_path):
             assert r['workers'] == 1 and r['ms_per_sample'] > 0
             assert r['samples_per_s'] == pytest.approx(1e3 / r['ms_per_sample'])
             continue
+        if r['section'] == 'dense':  # a recording of r['frames'] frames detected per call
+            assert r['windows'] == len(range(0, r['frames'], r['hop'])) and r['peak_memory_mb'] > 0
+            assert r['frames_per_s'] == pytest.approx(r['frames'] / r['ms_per_step'] * 1e3)
+            assert r['seconds_per_9000_frames'] == pytest.approx(9000 / r['frames_per_s'])
+            continue
         assert r['ms_per_step'] > 0
         if r['section'] != 'matmul':
             assert r['peak_memory_mb'] > 0 and r['memory_kind'] == 'peak_rss'

@@ -25,7 +25,7 @@ PUBLISHED = sorted(p for name in [*DATASETS, 'transfer'] for p in (ROOT / 'confi
 
 
 def protocol_of(path):
-    prefixes = {'pretrain': 'pretrain', 'tune': 'tune', 'fewshot': 'fewshot', 'linear': 'linprobe'}
+    prefixes = {'pretrain': 'pretrain', 'tune': 'tune', 'fewshot': 'fewshot', 'linear': 'linprobe', 'detect': 'detect'}
     return next((protocol for prefix, protocol in prefixes.items() if path.stem.startswith(prefix)), 'finetune')
 
 
@@ -41,8 +41,9 @@ def npz(tmp_path):
 def test_every_dataset_has_every_protocol():
     for name in DATASETS:
         stems = {p.stem for p in (ROOT / 'config' / name).glob('*.yaml')}
-        assert stems - {'fewshot'} == {'pretrain_mamp', 'pretrain_mae', 'linear', 'finetune', 'semi_1', 'semi_10',
-                                       'scratch', 'semi_1_scratch', 'semi_10_scratch', 'tune'}
+        assert stems - {'fewshot', 'detect'} == {'pretrain_mamp', 'pretrain_mae', 'linear', 'finetune', 'semi_1',
+                                                 'semi_10', 'scratch', 'semi_1_scratch', 'semi_10_scratch', 'tune'}
+        assert ('detect' in stems) == name.startswith('pku')  # detection in PKU-MMD's untrimmed recordings
         assert ('fewshot' in stems) == (name == 'ntu60_xsub')  # NTU-60 encoders on NTU-120's other actions
     assert {p.stem for p in (ROOT / 'config' / 'transfer').glob('*.yaml')} == {
         'ntu60_xsub_to_pku_v2', 'ntu120_xsub_to_pku_v2', 'pku_v1_to_pku_v2'}
@@ -64,6 +65,17 @@ def test_configs_resolve_with_published_values(path):
     if path.stem == 'fewshot':  # the 60 actions NTU-120 adds, in its cross-subject test split
         assert args.held_out_actions == list(range(61, 121)) and args.model_args['num_classes'] == 120
         assert (args.val_feeder_args['data_path'], args.val_feeder_args['split']) == (DATA_FILES['ntu120_xsub'], 'test')
+        return
+    if path.stem == 'detect':  # Simple-Skeleton-Detection's protocol (docs/detection.md)
+        untrimmed = data_file.replace('.npz', '_untrimmed.npz')
+        assert args.train_feeder_args['data_path'] == args.val_feeder_args['data_path'] == untrimmed
+        assert args.model == 'model_detect.FrameDetector' and args.model_args['num_classes'] == 52
+        assert args.train_feeder_args['window_size'] == args.val_feeder_args['window_size'] == 120
+        assert args.train_feeder_args['train_windows'] == [48, 64, 80]
+        assert args.train_feeder_args['samples_per_recording'] == 16
+        assert (args.val_feeder_args['window'], args.val_feeder_args['hop']) == (64, 1)
+        assert (args.lr, args.lr_steps, args.epochs, args.batch_size, args.weight_decay) == (0.01, [40], 60, 64, 0.0)
+        assert (args.nesterov, args.warmup_epochs, args.smooth, args.threshold) == (True, 0, 20, 0.4)
         return
     assert args.train_feeder_args['data_path'] == data_file
     assert args.train_feeder_args['window_size'] == args.model_args['num_frames'] == 120

@@ -221,3 +221,31 @@ def tsne_figure(panels, names, title, seed=0):
     fig.legend(handles=handles, loc='outside lower center', ncols=columns, handletextpad=0.1, columnspacing=0.8)
     fig.suptitle(title)
     return fig
+
+
+def timeline_figure(rows, names, length, title):
+    """Segments of one recording as rows of bars over its frames: rows [(row label, [(action, start, end, ...)])],
+    e.g. the true and the predicted ones; actions 1..len(names) coloured alike in every row and named on the bar
+    (in the legend when the bar is too short for the name). A second axis gives the time at 30 fps."""
+    fig, ax = plt.subplots(figsize=(DOUBLE_COLUMN, 0.45 + 0.35 * len(rows)))
+    colours = palette(len(names))
+    shown = {}
+    for y, (_, segments) in enumerate(reversed(rows)):
+        for action, start, end, *_ in segments:
+            colour = colours[int(action) - 1][0]
+            ax.broken_barh([(start, end - start)], (y - 0.35, 0.7), facecolors=colour, edgecolors='none')
+            if (end - start) / max(length, 1) * DOUBLE_COLUMN * 72 > 4.2 * len(names[int(action) - 1]):
+                ax.text((start + end) / 2, y, names[int(action) - 1], ha='center', va='center', fontsize=6)
+            else:
+                shown[int(action)] = colour
+    ax.set_yticks(range(len(rows)), [label for label, _ in reversed(rows)])
+    ax.set_xlim(0, length)
+    ax.set_ylim(-0.5, len(rows) - 0.5)
+    ax.set_xlabel('frame')
+    seconds = ax.secondary_xaxis('top', functions=(lambda f: f / 30, lambda s: s * 30))
+    seconds.set_xlabel('time (s, 30 fps)')
+    if shown:
+        ax.legend(handles=[matplotlib.patches.Patch(color=c, label=names[a - 1]) for a, c in sorted(shown.items())],
+                  loc='upper center', bbox_to_anchor=(0.5, -0.45 - 0.1 * len(rows)), ncol=4)
+    ax.set_title(title)
+    return fig

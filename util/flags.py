@@ -164,14 +164,14 @@ class Parser(argparse.ArgumentParser):
 
 
 def get_args_parser(protocol):
-    """The command-line flags of entry point `protocol` (pretrain, linprobe, finetune, knn, tune or fewshot); each
-    flag may also be a config key."""
+    """The command-line flags of entry point `protocol` (pretrain, linprobe, finetune, knn, tune, fewshot or
+    detect); each flag may also be a config key."""
     parser = Parser(f'main_{protocol}.py', formatter_class=HelpFormatter,
                     description=f'MAMP {protocol}: settings come from --config; the flags below override it.')
     bool_flag = argparse.BooleanOptionalAction
     parser.add_argument('--config', required=True, help='YAML config, e.g. config/ntu60_xsub/%s.yaml' % {
         'pretrain': 'pretrain_mamp', 'linprobe': 'linear', 'finetune': 'finetune', 'knn': 'linear',
-        'tune': 'tune', 'fewshot': 'fewshot'}[protocol])
+        'tune': 'tune', 'fewshot': 'fewshot', 'detect': 'detect'}[protocol])
     parser.add_argument('--opts', nargs='+', action='extend', default=[], metavar='KEY=VALUE',
                         help='override config values, dotted for nested ones (model_args.depth=4); '
                              'several --opts add up')
@@ -207,6 +207,11 @@ def get_args_parser(protocol):
         g.add_argument('--queue_size', type=Range(int, 1), default=16384,
                        help='support queue of past embeddings, searched for the nearest neighbours')
         g.add_argument('--temperature', type=POSITIVE, default=0.1, help='of the contrastive (InfoNCE) loss')
+    if protocol == 'detect':
+        g.add_argument('--lr_steps', type=Range(int, 1), nargs='+', default=[],
+                       help='epochs at which the lr drops x0.1 (the published detection schedule: 40); empty: the '
+                            'cosine schedule')
+        g.add_argument('--nesterov', action=bool_flag, default=True, help='Nesterov momentum of the SGD')
     if protocol == 'finetune':
         g.add_argument('--smoothing', type=Range(float, 0, 1, open_high=True), default=0.1, help='label smoothing')
 
@@ -226,7 +231,7 @@ def get_args_parser(protocol):
     g.add_argument('--resume', default='', help='checkpoint to continue from')
     g.add_argument('--auto_resume', action=bool_flag, default=False,
                    help='continue from the newest checkpoint in output_dir when there is one')
-    if protocol in ('pretrain', 'linprobe', 'finetune', 'tune'):
+    if protocol in ('pretrain', 'linprobe', 'finetune', 'tune', 'detect'):
         g.add_argument('--overwrite', action=bool_flag, default=False,
                        help='start afresh in an output_dir that holds an earlier run, removing its checkpoints and '
                             'TensorBoard events once the inputs are checked (without it such a run stops; '
@@ -262,6 +267,19 @@ def get_args_parser(protocol):
         fs.add_argument('--queries', type=Range(int, 1), default=15, help='query samples per class and episode')
         fs.add_argument('--episodes', type=Range(int, 1), default=1000,
                         help='episodes, for the mean and its 95%% interval')
+    if protocol == 'detect':
+        det = parser.add_argument_group('detection (main_detect.py, engine_detect.py, util/segments.py)')
+        det.add_argument('--mode', choices=('linear', 'finetune'), default='linear',
+                         help='linear: frozen encoder (features computed once, cached in output_dir/features) and '
+                              'a linear head; finetune: the whole network')
+        det.add_argument('--smooth', type=Range(int, 1), default=20,
+                         help='width in frames of the mean filter over the frame probabilities')
+        det.add_argument('--threshold', type=Range(float, 0, 1), default=0.4,
+                         help='a frame is in an action when 1 - p(background) >= this, after smoothing')
+        det.add_argument('--thetas', type=Range(float, 0, 1, open_low=True), nargs='+', default=[0.1, 0.3, 0.5, 0.7],
+                         help='temporal IoU thresholds of the mAP')
+        det.add_argument('--feature_batch', type=Range(int, 1), default=256,
+                         help='windows per encoder pass when computing dense features')
     if protocol != 'pretrain':
         g.add_argument('--finetune', default='', help='pre-training checkpoint to start from (ours or official)')
     if protocol in ('linprobe', 'finetune', 'knn'):

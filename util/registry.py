@@ -15,10 +15,12 @@ MODELS = {
     'model_mamp.MAMP': 'masked motion prediction pre-training (and the MAE baseline)',
     'model_transformer.SkeletonTransformer': 'action classifier of the linear probe and fine-tuning',
     'model_tune.NNCLR': 'contrastive tuning of a pre-trained encoder (nearest-neighbour InfoNCE, main_tune.py)',
+    'model_detect.FrameDetector': 'frame-wise action detector of untrimmed recordings (main_detect.py)',
 }
 FEEDERS = {
     'feeder.feeder_ntu.Feeder': 'NTU RGB+D / PKU-MMD sequences in the preprocessed .npz layout',
     'feeder.views.ViewsFeeder': 'several independently augmented views of each sequence (main_tune.py)',
+    'feeder.untrimmed.UntrimmedFeeder': 'training windows of untrimmed PKU-MMD-format recordings (main_detect.py)',
 }
 TABLES = {'model': ('MODELS', MODELS), 'feeder': ('FEEDERS', FEEDERS)}
 

@@ -195,15 +195,17 @@ def stop_interrupted(args):
     raise SystemExit(130)
 
 
-def run(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None, after_epoch=None):
+def run(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None, after_epoch=None,
+        build_train_set=None):
     """`train`, where Ctrl-C ends the run in one line with exit status 130 (stop_interrupted)."""
     try:
-        return train(args, train_one_epoch, make_optimizer, evaluate, prepare_model, after_epoch)
+        return train(args, train_one_epoch, make_optimizer, evaluate, prepare_model, after_epoch, build_train_set)
     except KeyboardInterrupt:
         stop_interrupted(args)
 
 
-def train(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None, after_epoch=None):
+def train(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=None, after_epoch=None,
+          build_train_set=None):
     """Train (or with --eval only evaluate) as configured by `args`; returns the last stats.
 
     train_one_epoch(model=, data_loader=, optimizer=, device=, epoch=, loss_scaler=, args=, log_writer=,
@@ -213,12 +215,14 @@ def train(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=No
     prepare_model(model) adapts the built model before it moves to the device (e.g. freezing).
     after_epoch(model=, epoch=, device=, log_writer=, loader_val=) runs on every rank after each epoch's
     evaluation with the model without DDP (e.g. a kNN monitor, pictures for TensorBoard; log_writer is None
-    but on rank 0) and returns a dict added to the epoch's log.txt line.
+    but on rank 0) and returns a dict added to the epoch's log.txt line. build_train_set(args, device) gives the
+    training set instead of the config's feeder (e.g. a frozen encoder's features, main_detect.py).
     """
     device = setup(args, training=not config.eval_only(args))
     earlier = earlier_run(args) if dist.is_main_process() and not config.eval_only(args) else []
     settings = argparse.Namespace(**vars(args))  # written to config.yaml once the inputs are checked
-    dataset_train = data.build_dataset(args, 'train_feeder_args')
+    dataset_train = (build_train_set(args, device) if build_train_set
+                     else data.build_dataset(args, 'train_feeder_args'))
     dataset_val = data.build_dataset(args, 'val_feeder_args') if evaluate else None
     loader_train, loader_val = data.build_loaders(args, dataset_train, dataset_val)
     augment = data.batch_augmenter(dataset_train) if args.gpu_aug else None
