@@ -100,6 +100,8 @@ FEEDER_ARGS = {
     'balanced_subset': boolean, 'batch_augment': boolean, 'exclude_actions': several(Range(int, 1), None),
     'random_choose': boolean, 'random_shift': boolean, 'random_move': boolean, 'normalization': boolean,
     'use_mmap': boolean, 'views': Range(int, 1, 16),
+    'train_windows': several(Range(int, 1, 10000), None), 'window': Range(int, 1, 10000),
+    'hop': Range(int, 1, 10000), 'samples_per_recording': Range(int, 1, 10000),
 }
 # Feeder arguments that choose which training samples are read: not applied when a tool evaluates a checkpoint.
 TRAINING_SUBSET = ('data_ratio', 'subset_seed', 'balanced_subset', 'exclude_actions', 'debug')
