@@ -141,13 +141,30 @@ def test_linear_probe_ends_with_the_confusion_image(linprobed):
 
 @pytest.mark.parametrize('command', ['masking', 'tsne', 'confusion', 'sequence'])
 def test_each_picture_as_png_at_the_dpi_and_as_pdf(commands, command, tmp_path):
-    png = visualize.main([*commands[command], '--out', str(tmp_path / 'a.png'), '--dpi', '150'])
-    pdf = visualize.main([*commands[command], '--out', str(tmp_path / 'a.pdf')])
+    folder = tmp_path / 'new' / 'pictures'  # created by every command, before its work
+    png = visualize.main([*commands[command], '--out', str(folder / 'a.png'), '--dpi', '150'])
+    pdf = visualize.main([*commands[command], '--out', str(folder / 'a.pdf')])
     width, height = pdf_inches(pdf)
     # The tight boxes of the two renderers differ by the text hinting: a few pixels; another dpi would be 25% off
     assert read_image(png).shape[:2] == pytest.approx((150 * height, 150 * width), rel=0.03)
     written = {'a.pdf', 'a.png', 'a.csv'} if command == 'confusion' else {'a.pdf', 'a.png'}
-    assert {p.name for p in tmp_path.iterdir()} == written  # and no temporary file
+    assert {p.name for p in folder.iterdir()} == written  # and no temporary file
+
+
+@pytest.mark.parametrize('command', ['masking', 'tsne', 'confusion', 'sequence'])
+def test_an_out_that_cannot_be_written_is_one_line_before_any_work(commands, command, drawn, monkeypatch, tmp_path):
+    def work(args):
+        """The picture's work, which must not start."""
+        pytest.fail('the work started')
+
+    monkeypatch.setattr(visualize, command, work)
+    (tmp_path / 'file').write_text('')
+    assert one_line_exit([*commands[command], '--out', str(tmp_path / 'file' / 'a.png')]) == (
+        f"error: --out {tmp_path / 'file'}: cannot create the folder (File exists); choose a writable folder")
+    (tmp_path / 'b.png').mkdir()
+    assert one_line_exit([*commands[command], '--out', str(tmp_path / 'b.png')]) == (
+        f"error: --out {tmp_path / 'b.png'}: is a folder; give a file name")
+    assert not drawn
 
 
 def test_visualize_writes_pictures_that_read_back(commands, tmp_path):

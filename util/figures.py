@@ -45,7 +45,6 @@ def save(picture, path, dpi=None):
     fig = picture._fig if moving else picture
 
     def write(tmp):
-        tmp.parent.mkdir(parents=True, exist_ok=True)
         if moving:
             picture.save(tmp, writer='pillow' if path.suffix.lower() == '.gif' else 'ffmpeg',
                          dpi=dpi or DPI['animation'])

@@ -46,6 +46,18 @@ def check_output_path(path, flag):
         fail(f"{flag} {path}: no folder {path.parent}; create it or give another path")
 
 
+def prepare_output_file(path, flag):
+    """Create the folder of the output file `path` (given by `flag`) and check that it can be written, before the
+    work: stop with one line when `path` is a folder, or its folder cannot be created or written."""
+    path = Path(path)
+    if path.is_dir():
+        fail(f"{flag} {path}: is a folder; give a file name")
+    folder = make_dir(path.parent, flag)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        fail(f"{flag} {path}: the folder {folder} is not writable; choose a writable folder")
+    return path
+
+
 def atomic_write(path, write):
     """write(tmp) to a temporary file beside `path` (unique to this process, same suffix), then rename it to
     `path`: `path` is never half written. On a failed write (a full disk, a read-only folder) the temporary
