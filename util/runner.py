@@ -15,7 +15,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 
-from util import config, data, devices, dist, engine, malloc, output, preemption
+from util import config, data, devices, dist, malloc, output, preemption
 from util.checkpoint import (first_problem, load_checkpoint, load_model, resume_path, run_checkpoints, save_model,
                              save_preempted)
 from util.evaluation import evaluate_and_save
@@ -265,7 +265,8 @@ def train(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=No
             save_preempted(args, epoch, position, model_without_ddp, optimizer, loss_scaler, **best)
             stop_preempted(args, log_writer, f"epoch {epoch} step {position['step']}")
         stats = {**{f'train_{k}': v for k, v in train_stats.items()}, 'epoch': epoch, 'n_parameters': n_parameters}
-        scalars = {'perf/samples_per_s': train_stats['samples_per_s'], 'perf/epoch_time_s': train_stats['epoch_time']}
+        scalars = {'train/loss': train_stats['loss'], 'train/lr': train_stats['lr'],
+                   'perf/samples_per_s': train_stats['samples_per_s'], 'perf/epoch_time_s': train_stats['epoch_time']}
         line = f"Epoch {epoch}: train loss {train_stats['loss']:.4f}, {train_stats['samples_per_s']:.1f} samples/s"
         if evaluate is not None:
             test_stats = evaluate(loader_val, model_eval, device, args)
@@ -282,7 +283,7 @@ def train(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=No
                                      loader_val=loader_val))
         if log_writer is not None:
             for tag, value in scalars.items():
-                log_writer.add_scalar(tag, value, engine.tensorboard_step(epoch + 1))
+                log_writer.add_scalar(tag, value, epoch)  # TensorBoard's step axis is the epoch, as in log.txt
             log_writer.flush()
         output.log_stats(args, stats)
         save_model(args, epoch, model_without_ddp, optimizer, loss_scaler, **best)
