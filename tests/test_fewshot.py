@@ -101,8 +101,10 @@ def run_fewshot(cfg, out, *flags):
                                                                '--device', 'cpu', *map(str, flags)]))
 
 
-def test_fewshot_entry_point_writes_every_shot(fewshot_config, tmp_path):
+def test_fewshot_entry_point_writes_every_shot(fewshot_config, tmp_path, capsys):
     stats = run_fewshot(fewshot_config, tmp_path / 'out')
+    printed = capsys.readouterr().out  # an evaluation: no lr, no training settings
+    assert not any(line.startswith('{"config"') for line in printed.splitlines()) and ' lr ' not in printed
     written = json.loads((tmp_path / 'out' / 'fewshot.json').read_text())
     assert written == json.loads(json.dumps(stats))
     assert (written['ways'], written['queries'], written['episodes'], written['classes']) == (3, 3, 40, 4)

@@ -24,9 +24,9 @@ from util.evaluation import evaluate_and_save
 def setup(args, training=True):
     """Device, process group, output folders and the derived settings; returns the torch.device.
 
-    Derived: lr = blr * effective batch / 256 when no lr is given, num_workers (0 on CPU, up to 8 per
-    process on CUDA), pin_mem (on CUDA), log_dir (output_dir). Unless --eval, rank 0 creates and locks the
-    output folders (output.lock_output_dir). On CPU, freed memory is kept in the heap for reuse. On CUDA the
+    Derived: num_workers (0 on CPU, up to 8 per process on CUDA), pin_mem (on CUDA); for training also lr =
+    blr * effective batch / 256 when no lr is given and log_dir (output_dir). Unless --eval, rank 0 creates and
+    locks the output folders (output.lock_output_dir). On CPU, freed memory is kept in the heap for reuse. On CUDA the
     process uses cuda:LOCAL_RANK under torchrun (else the --device given), and float32 matmuls stay in full
     float32: TF32 (Ampere and later) would change the numbers of the published fp32 runs, and --amp bf16 is
     the faster choice anyway. A training run prints its lr and all its settings (also in config.yaml); an
@@ -34,6 +34,7 @@ def setup(args, training=True):
     """
     device = dist.process_device(devices.resolve_device(args.device))
     dist.init_distributed_mode(device.type)
+    world = dist.get_world_size()
     if device.type == 'cuda':
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
@@ -41,25 +42,26 @@ def setup(args, training=True):
         torch.backends.cudnn.allow_tf32 = False  # in the matmuls and in the patch-embedding convolution
     else:
         malloc.keep_freed_memory()  # reuse freed activations instead of page-faulting them in on every step
-    world = dist.get_world_size()
-    eff_batch_size = args.batch_size * args.accum_iter * world
-    if args.lr is None:
-        args.lr = args.blr * eff_batch_size / 256
     if args.num_workers is None:
         per_process = len(os.sched_getaffinity(0)) // int(os.environ.get('LOCAL_WORLD_SIZE', 1))
         args.num_workers = min(8, max(per_process - 1, 0)) if device.type == 'cuda' else 0
     if args.pin_mem is None:
         args.pin_mem = device.type == 'cuda'
-    args.log_dir = args.log_dir or args.output_dir
     devices.seed_everything(args.seed)  # the model's initial weights: the same in every run with this seed
+    if not training:  # an evaluation tool: no lr, TensorBoard or checkpoints
+        if dist.is_main_process():
+            output.lock_output_dir(args.output_dir)
+        print(f"{Path(sys.argv[0]).name}: {world} process(es) on {device}, batch {args.batch_size} per process")
+        return device
+    eff_batch_size = args.batch_size * args.accum_iter * world
+    if args.lr is None:
+        args.lr = args.blr * eff_batch_size / 256
+    args.log_dir = args.log_dir or args.output_dir
     if config.eval_only(args) and not resume_path(args):
         config.fail("--eval needs the checkpoint to evaluate: --resume PATH")
     if dist.is_main_process() and not config.eval_only(args):
         output.lock_output_dir(args.output_dir)
         output.make_dir(args.log_dir, '--log_dir')
-    if not training:
-        print(f"{Path(sys.argv[0]).name}: {world} process(es) on {device}, batch {args.batch_size} per process")
-        return device
     print(f"{Path(sys.argv[0]).name}: {world} process(es) on {device}, effective batch {eff_batch_size}, "
           f"lr {args.lr:.3g}")
     note = published_batch_note(args, world)
@@ -124,7 +126,8 @@ def build_model(args):
     """The configured model; with --finetune (and nothing to resume) initialised from that checkpoint."""
     model = config.resolve_class('model', args.model, f"{args.config}: model")(**args.model_args)
     finetune = getattr(args, 'finetune', '')
-    if finetune and not config.eval_only(args) and not resume_path(args):
+    resumed = hasattr(args, 'resume') and resume_path(args)  # the evaluation tools resume nothing
+    if finetune and not config.eval_only(args) and not resumed:
         from model_transformer import load_pretrained
         try:
             load_pretrained(model, finetune)
