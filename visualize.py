@@ -25,6 +25,7 @@ from util import config, data, devices, figures, knn, runner, skeleton_figures
 from util.actions import action_names, dataset_of, sample_title
 from util.checkpoint import load_checkpoint
 from util.config import fail
+from util.flags import HelpFormatter
 from util.output import prepare_output_file
 
 
@@ -142,8 +143,8 @@ def masking(args):
                                for key in ('mask_ratio', 'motion_aware_tau', 'motion_stride'))
     title = (f"{run_title(args.checkpoint, checkpoint)}: {args.split} sample {args.index} ({action}), "
              f"mask ratio {mask_ratio:g}")
-    return figures.save(figures.masking_figure(model, x, mask_ratio, tau, stride, title, args.seed), args.out,
-                        args.dpi)
+    return figures.save(figures.masking_figure(model, x, mask_ratio, tau, stride, args.title and title, args.seed),
+                        args.out, args.dpi)
 
 
 def encoder_spec(item):
@@ -181,9 +182,18 @@ def tsne(args):
         features, labels = knn.features(knn.PooledFeatures(model), evaluate.queries, index, device,
                                         evaluate.loader_options, evaluate.amp)
         panels[label] = (features.numpy(), labels.numpy())
-    title = (f"t-SNE of the pooled encoder features, {len(index)} test samples of "
-             f"{Path(evaluate.queries.data_path).name}")
-    return figures.save(figures.tsne_figure(panels, names, title, args.seed), args.out, args.dpi)
+    title = f"t-SNE of the pooled encoder features, {len(index)} test samples of {shown_path(evaluate.queries.data_path)}"
+    return figures.save(figures.tsne_figure(panels, names, args.title and title, args.seed), args.out, args.dpi)
+
+
+def shown_path(path):
+    """A data file as a title names it: relative to the working folder when inside it, else as given (its name
+    alone would call any data NTU60_XSub.npz, the demo's synthetic data too)."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def classifier(cfg, path, checkpoint):
@@ -219,7 +229,7 @@ def confusion(args):
     csv_path = figures.write_per_class_csv(matrix, names, Path(args.out).with_suffix('.csv'))
     print(csv_path)
     title = f"{run_title(args.checkpoint, checkpoint)}: {len(labels)} test samples, top-1 {accuracy:.1f}%"
-    return figures.save(figures.confusion_figure(matrix, names, title), args.out, args.dpi)
+    return figures.save(figures.confusion_figure(matrix, names, args.title and title), args.out, args.dpi)
 
 
 def parse_config(protocol, args):
@@ -233,13 +243,13 @@ def parse_config(protocol, args):
 
 def get_args_parser():
     parser = argparse.ArgumentParser('visualize.py', description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     commands = parser.add_subparsers(dest='command', required=True)
     run = {}
     for name, fn, out in (('sequence', sequence, 'sequence.gif'), ('masking', masking, 'masking.png'),
                           ('tsne', tsne, 'tsne.png'), ('confusion', confusion, 'confusion.png')):
         p = commands.add_parser(name, help=fn.__doc__.splitlines()[0], description=fn.__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
         p.add_argument('--out', default=out, help='file to write: .png, .pdf or .svg' +
                        (' (a strip of frames), .gif or .mp4 (an animation)' if name == 'sequence' else ''))
         p.add_argument('--dpi', type=int, default=None, help=f"pixels per inch of a PNG (default "
@@ -259,6 +269,8 @@ def get_args_parser():
         run[name].add_argument('--split', choices=('train', 'test'), default='test')
     for name in ('masking', 'tsne', 'confusion'):
         p = run[name]
+        p.add_argument('--title', action=argparse.BooleanOptionalAction, default=True,
+                       help='a title naming the run and the data (--no-title: none, for a paper)')
         p.add_argument('--config', required=True, help='YAML config of the run (model and data)')
         p.add_argument('--data_path', default=None, help="data file instead of the config's")
         p.add_argument('--device', default='auto')

@@ -113,8 +113,8 @@ def test_masking_arrays_are_the_models_own():
     np.testing.assert_array_equal(arrays['keep'], 1 - draws.mean(0).view(6, 25).numpy())
     assert arrays['keep'].mean() == pytest.approx(int(150 * (1 - 0.9)) / 150)  # len_keep tokens kept per draw
     assert arrays['keep'][:, 7].mean() < 0.5 * arrays['keep'].mean()  # the moving joint is masked more
-    random = masking_arrays(model, x, 0.9, 0., 1, seed=3)
-    assert random['keep'][:, 7].mean() > 0.5 * random['keep'].mean()
+    random = masking_arrays(model, x, 0.9, 0., 1, seed=3)  # uniform: exact, the same for every token
+    np.testing.assert_array_equal(random['keep'], np.full((6, 25), np.float32(int(150 * (1 - 0.9)) / 150)))
 
 
 def test_pretraining_monitor_writes_knn_and_the_masking_image(pretrained):
@@ -232,7 +232,7 @@ def test_masking_rows_say_what_the_checkpoint_did(work, pretrained, drawn, tmp_p
                         '--out', str(tmp_path / 'masking.png')])
     mamp, mae = drawn
     labels, limits = masking_rows_of(mamp)
-    assert labels == ['motion-aware, tau 0.8\n(as trained)\n\ntime patch', 'uniform random\n\ntime patch']
+    assert labels == ['motion-aware, tau 0.8\n(as trained)\n\nframe', 'uniform random\n\nframe']
     assert all(len(column) == 1 for column in limits)  # one colour scale per quantity across the rows
     keep = [ax.images[0].get_array() for ax in mamp.axes if ax.images][1::3]
     assert limits[1] == {(min(k.min() for k in keep), max(k.max() for k in keep))}
@@ -240,10 +240,21 @@ def test_masking_rows_say_what_the_checkpoint_did(work, pretrained, drawn, tmp_p
     assert not any(ax.get_legend() for ax in mamp.axes)
     assert any(text.startswith('pretrain_monitor, epoch 1: test sample 0 (') for text in texts(mamp))
     labels, _ = masking_rows_of(mae)
-    assert labels == ['uniform random\n(as trained)\n\ntime patch']
+    assert labels == ['uniform random\n(as trained)\n\nframe']
     assert not any('motion-aware' in text for text in texts(mae))
     assert any(text.startswith('mae_run, epoch 7: ') for text in texts(mae))
     assert mae.axes[3].get_ylabel() == 'joint position, x (normalised)'
+    mamp.canvas.draw()  # whole frames and joints on every axis; the colour bars say their units
+    for ax in mamp.axes[:8]:
+        for ticks in (ax.get_xticks(), ax.get_yticks() if ax.images else []):
+            np.testing.assert_array_equal(ticks, np.round(ticks))
+    assert mamp.axes[0].images[0].get_extent() == [-0.5, 24.5, 23.5, -0.5]  # 6 time patches of 4 frames
+    assert [ax.get_ylabel() for ax in mamp.axes[8:]] == ['mean |change| over 4 frames (m)',
+                                                          'probability of being kept']
+    visualize.main(['masking', '--config', str(work['pretrain']), '--checkpoint',
+                    str(pretrained / 'checkpoint-last.pth'), '--device', 'cpu', '--no-title', '--out',
+                    str(tmp_path / 'masking.png')])
+    assert not drawn[-1].texts  # no title: the figure's only text is in its axes and legend
 
 
 def test_confusion_figure_shows_rates_with_counts():
@@ -266,18 +277,35 @@ def test_confusion_figure_shows_rates_with_counts():
     plt.close('all')
 
 
-def test_palette_tells_sixty_actions_apart_and_the_legend_is_outside():
-    pairs = figures.palette(120)
-    assert len(set(pairs)) == 120 and len(set(figures.COLOURS)) == 10
-    with pytest.raises(ValueError):
-        figures.palette(121)
+def scatter_colours(ax):
+    """The colour of each scatter collection of a t-SNE panel, in drawing order."""
+    return [tuple(np.round(c.get_facecolor()[0][:3], 4)) for c in ax.collections]
+
+
+@pytest.mark.parametrize('actions', [13, 20])
+def test_tsne_gives_each_of_up_to_twenty_actions_its_own_colour(actions):
     rng = np.random.default_rng(0)
-    labels = np.arange(60).repeat(3)
-    features = rng.normal(size=(60, 8))[labels] + 0.1 * rng.normal(size=(180, 8))
-    fig = figures.tsne_figure({'a': (features, labels)}, NTU60, 't-SNE')
+    labels = np.arange(actions).repeat(3)
+    features = rng.normal(size=(actions, 8))[labels] + 0.1 * rng.normal(size=(3 * actions, 8))
+    fig = figures.tsne_figure({'a': (features, labels), 'b': (features[::-1], labels[::-1])}, NTU60)
+    for ax in fig.axes:
+        assert len(ax.collections) == actions and len(set(scatter_colours(ax))) == actions
+    assert scatter_colours(fig.axes[0]) == scatter_colours(fig.axes[1])  # an action has one colour in every panel
     handles = fig.legends[0].legend_handles
-    assert len({(h.get_color(), h.get_marker()) for h in handles}) == 60
-    assert [t.get_text() for t in fig.legends[0].get_texts()] == list(NTU60)
+    assert len({h.get_color() for h in handles}) == actions and not fig.texts  # no title given, none drawn
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == list(NTU60[:actions])
+    plt.close(fig)
+
+
+def test_tsne_of_sixty_actions_names_the_largest_and_greys_the_rest_with_the_legend_outside():
+    rng = np.random.default_rng(0)
+    labels = np.concatenate([np.arange(60).repeat(3), np.arange(40, 58).repeat(2)])  # 40-57: the largest
+    features = rng.normal(size=(60, 8))[labels] + 0.1 * rng.normal(size=(len(labels), 8))
+    fig = figures.tsne_figure({'a': (features, labels)}, NTU60, 't-SNE')
+    colours = scatter_colours(fig.axes[0])
+    assert colours[0] == figures.OTHERS and len(colours) == 19 and len(set(colours)) == 19  # grey first, below
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [*NTU60[40:58], '42 other actions']
+    assert len(fig.axes[0].collections[0].get_offsets()) == 42 * 3
     fig.canvas.draw()
     assert not fig.legends[0].get_window_extent().overlaps(fig.axes[0].get_window_extent())
     plt.close(fig)
