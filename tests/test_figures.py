@@ -117,6 +117,7 @@ def test_masking_arrays_are_the_models_own():
     np.testing.assert_array_equal(random['keep'], np.full((6, 25), np.float32(int(150 * (1 - 0.9)) / 150)))
 
 
+@pytest.mark.slow
 def test_pretraining_monitor_writes_knn_and_the_masking_image(pretrained):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     log = log_entries(pretrained)
@@ -135,6 +136,7 @@ def test_pretraining_monitor_writes_knn_and_the_masking_image(pretrained):
     assert [image.step for image in images] == [1] and images[0].width > 200
 
 
+@pytest.mark.slow
 def test_linear_probe_ends_with_the_confusion_image(linprobed):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     events = EventAccumulator(str(linprobed), size_guidance={'images': 0})
@@ -142,6 +144,7 @@ def test_linear_probe_ends_with_the_confusion_image(linprobed):
     assert [image.step for image in events.Images('confusion')] == [0]  # after epoch 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('command', ['masking', 'tsne', 'confusion', 'sequence'])
 def test_each_picture_as_png_at_the_dpi_and_as_pdf(commands, command, tmp_path):
     folder = tmp_path / 'new' / 'pictures'  # created by every command, before its work
@@ -155,7 +158,11 @@ def test_each_picture_as_png_at_the_dpi_and_as_pdf(commands, command, tmp_path):
 
 
 @pytest.mark.parametrize('command', ['masking', 'tsne', 'confusion', 'sequence'])
-def test_an_out_that_cannot_be_written_is_one_line_before_any_work(commands, command, drawn, monkeypatch, tmp_path):
+def test_an_out_that_cannot_be_written_is_one_line_before_any_work(command, drawn, monkeypatch, tmp_path):
+    commands = {'masking': ['masking', '--config', 'c.yaml', '--checkpoint', 'c.pth'], 'sequence': ['sequence'],
+                'tsne': ['tsne', '--config', 'c.yaml', '--encoder', 'random='],
+                'confusion': ['confusion', '--config', 'c.yaml', '--checkpoint', 'c.pth']}  # never read
+
     def work(args):
         """The picture's work, which must not start."""
         pytest.fail('the work started')
@@ -170,6 +177,7 @@ def test_an_out_that_cannot_be_written_is_one_line_before_any_work(commands, com
     assert not drawn
 
 
+@pytest.mark.slow
 def test_visualize_writes_pictures_that_read_back(commands, tmp_path):
     svg = visualize.main([*commands['confusion'], '--out', str(tmp_path / 'confusion.svg')]).read_text()
     assert svg.startswith('<?xml') and '<svg' in svg and 'linear_confusion, epoch 0' in svg  # text kept as text
@@ -218,6 +226,7 @@ def masking_rows_of(fig):
             [{ax.images[0].get_clim() for ax in column} for column in columns])
 
 
+@pytest.mark.slow
 def test_masking_rows_say_what_the_checkpoint_did(work, pretrained, drawn, tmp_path):
     mae_config = write_config(tmp_path / 'mae.yaml', 'ntu60_xsub/pretrain_mae.yaml', work['npz'])
     torch.manual_seed(0)
@@ -311,6 +320,7 @@ def test_tsne_of_sixty_actions_names_the_largest_and_greys_the_rest_with_the_leg
     plt.close(fig)
 
 
+@pytest.mark.slow
 def test_encoder_given_as_a_bare_checkpoint_is_loaded_and_named_by_its_run(work, pretrained, monkeypatch, tmp_path):
     panels = {}
     monkeypatch.setattr(figures, 'tsne_figure', lambda shown, *_: panels.update(shown) or plt.figure())
@@ -346,6 +356,7 @@ def test_a_failed_write_leaves_the_earlier_picture_whole(tmp_path, monkeypatch):
     assert path.read_bytes() == b'earlier picture' and [p.name for p in tmp_path.iterdir()] == ['picture.png']
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line(work, pretrained, linprobed, tmp_path):
     empty = write_npz(tmp_path / 'NTU60_empty.npz', num_test=0)
     cases = [

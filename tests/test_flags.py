@@ -139,6 +139,7 @@ def test_a_device_that_cannot_train_is_one_line(work, tmp_path, device):
     assert devices.resolve_device('cpu').type == 'cpu'
 
 
+@pytest.mark.slow
 def test_a_bad_flag_ends_the_process_in_one_line(work, tmp_path):
     """The real process: status 1, no usage text, no traceback."""
     result = subprocess.run([sys.executable, str(ROOT / 'main_pretrain.py'), '--config', str(work['pretrain']),

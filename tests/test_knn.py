@@ -117,6 +117,7 @@ def test_two_processes_give_the_one_process_result(work, tmp_path):
     assert 0 < one['knn_acc1'] <= 100 and one['knn_k'] == 5
 
 
+@pytest.mark.slow
 def test_knn_bad_input_is_one_line(work, tmp_path):
     cases = [('main_knn.py', 'linear', ['--k', '0'], '--k/--knn_k: expected an integer >= 1, got 0'),
              ('main_knn.py', 'linear', ['--finetune', tmp_path / 'missing.pth'], 'missing.pth'),

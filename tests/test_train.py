@@ -81,9 +81,10 @@ CLASSIFY_KEYS = {'train_loss', 'train_lr', 'test_loss', 'test_acc1', 'test_acc5'
 def test_pretrain_epoch_outputs(pretrained):
     _, log, events = check_outputs(pretrained, 'pretrain', {'train_loss', 'train_lr', 'epoch', 'n_parameters'},
                                    TRAIN_TAGS)
-    logged = [e.value for e in events.Scalars('train/loss')]
+    logged = [e.value for e in events.Scalars('train_step/loss')]
     assert len(logged) == 3  # 6 steps, print_freq 2
     assert log[0]['train_loss'] == pytest.approx(sum(logged) / 3, rel=1e-5)
+    assert [e.value for e in events.Scalars('train/loss')] == [pytest.approx(log[0]['train_loss'])]
 
 
 def test_linprobe_epoch_outputs_and_frozen_encoder(pretrained, linprobed):
