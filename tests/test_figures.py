@@ -380,3 +380,12 @@ def test_bad_input_is_one_line(work, pretrained, linprobed, tmp_path):
                                 capture_output=True, text=True, cwd=ROOT, timeout=120)
         assert result.returncode == 1 and words in result.stderr, result.stderr
         assert result.stderr.strip().count('\n') == 0 and not out.exists()
+
+
+def test_tsne_title_names_the_data_file_given(tmp_path, monkeypatch):
+    """Every NTU-60 array is NTU60_XSub.npz, the demo's synthetic one too: the title names where it is."""
+    data = tmp_path / 'demo_output' / '20261206-120000' / 'data' / 'NTU60_XSub.npz'
+    monkeypatch.chdir(tmp_path)
+    assert visualize.shown_path(data) == 'demo_output/20261206-120000/data/NTU60_XSub.npz'
+    monkeypatch.chdir(ROOT)
+    assert visualize.shown_path(data) == str(data)
