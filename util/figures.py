@@ -150,10 +150,10 @@ def masking_figure(model, x, mask_ratio, trained_tau, motion_stride, title=None,
         ax.set_title(name)
     for ax, xlabel in zip(axes[-1], ('joint', 'joint', 'joint', 'frame')):
         ax.set_xlabel(xlabel)
-    for ax in axes.flat:  # whole frames and joints
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes.flat:  # whole frames and joints, few enough to read
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
         if ax.images:
-            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.yaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
     for column, (key, _, _) in enumerate(panels[:2]):
         fig.colorbar(images[key], ax=axes[:, column], aspect=25 * len(rows), pad=0.02, label=units[key])
     handles = [Line2D([], [], color=c, label=JOINT_NAMES[j].replace('_', ' ')) for c, j in zip(COLOURS, joints)]
