@@ -20,9 +20,9 @@ def train_one_epoch(model, data_loader, optimizer, device, epoch, loss_scaler, a
 class Monitor:
     """The runner's after_epoch hook: every args.knn_every epochs and after the last, the kNN accuracy of the
     encoder (log.txt knn_acc1 / knn_acc5 / knn_mean_class_acc / knn_bank / knn_time, TensorBoard knn/*, with the
-    monitor's name, which gives its bank, as the text knn/bank); every args.vis_every epochs and after the last, the masking figure
-    of the first test sample (centre crop) to TensorBoard ('masking'). The tuning (main_tune.py) has no masking
-    figure: no vis_every."""
+    monitor's name, which gives its bank, as the text knn/bank); every args.vis_every epochs and after the last,
+    the masking figure of the first test sample (centre crop) to TensorBoard ('masking'). The tuning
+    (main_tune.py) has no masking figure: no vis_every."""
 
     def __init__(self, args):
         self.args, self.knn, self.sample = args, None, None

@@ -182,7 +182,8 @@ def tsne(args):
         features, labels = knn.features(knn.PooledFeatures(model), evaluate.queries, index, device,
                                         evaluate.loader_options, evaluate.amp)
         panels[label] = (features.numpy(), labels.numpy())
-    title = f"t-SNE of the pooled encoder features, {len(index)} test samples of {shown_path(evaluate.queries.data_path)}"
+    data_file = shown_path(evaluate.queries.data_path)
+    title = f"t-SNE of the pooled encoder features, {len(index)} test samples of {data_file}"
     return figures.save(figures.tsne_figure(panels, names, args.title and title, args.seed), args.out, args.dpi)
 
 

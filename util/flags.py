@@ -156,8 +156,9 @@ def add_run_flags(g, protocol):
     g.add_argument('--pin_mem', action=bool_flag, default=None, help='pinned host memory (default: on CUDA)')
     g.add_argument('--amp', choices=('none', 'bf16', 'fp16'), default='none', help='autocast precision')
     if protocol != 'pretrain':
-        g.add_argument('--finetune', default='', help='pre-training checkpoint to start from (ours or official)'
-                       if training else 'checkpoint of the encoder to evaluate (default: none, a randomly initialised encoder)')
+        g.add_argument('--finetune', default='', help='pre-training checkpoint to start from (ours or official)' if
+                       training else 'checkpoint of the encoder to evaluate (default: none, a randomly initialised '
+                                     'encoder)')
     if not training:
         return
     g.add_argument('--log_dir', default=None, help='TensorBoard events (default: output_dir)')

@@ -26,8 +26,8 @@ def setup(args, training=True):
 
     Derived: num_workers (0 on CPU, up to 8 per process on CUDA), pin_mem (on CUDA); for training also lr =
     blr * effective batch / 256 when no lr is given and log_dir (output_dir). Unless --eval, rank 0 creates and
-    locks the output folders (output.lock_output_dir). On CPU, freed memory is kept in the heap for reuse. On CUDA the
-    process uses cuda:LOCAL_RANK under torchrun (else the --device given), and float32 matmuls stay in full
+    locks the output folders (output.lock_output_dir). On CPU, freed memory is kept in the heap for reuse. On CUDA
+    the process uses cuda:LOCAL_RANK under torchrun (else the --device given), and float32 matmuls stay in full
     float32: TF32 (Ampere and later) would change the numbers of the published fp32 runs, and --amp bf16 is
     the faster choice anyway. A training run prints its lr and all its settings (also in config.yaml); an
     evaluation (`training` False) only its processes, device and batch.
