@@ -26,7 +26,7 @@ from util.actions import action_names, dataset_of, sample_title
 from util.checkpoint import load_checkpoint
 from util.config import fail
 from util.flags import HelpFormatter
-from util.output import prepare_output_file
+from util.output import check_new_output_file
 
 
 def names_for(args, data_path, num_classes):
@@ -287,8 +287,8 @@ def get_args_parser():
 
 
 def check_output(args):
-    """Fail with one line, before any work, on an --out that cannot be written (its folder is created: the
-    confusion matrix also writes a .csv beside it), a --dpi or a --frames."""
+    """Fail with one line, before any work, on an --out that cannot be written (a missing folder is created when
+    the picture is written, as the confusion matrix's .csv beside it), a --dpi or a --frames."""
     suffix = Path(args.out).suffix.lower()
     allowed = figures.PICTURES + (figures.ANIMATIONS if args.command == 'sequence' else ())
     if suffix not in allowed:
@@ -300,7 +300,7 @@ def check_output(args):
         fail(f"--dpi {args.dpi}: expected a positive number of pixels per inch")
     if getattr(args, 'frames', 1) < 1:
         fail(f"--frames {args.frames}: expected at least 1 frame in the strip")
-    prepare_output_file(args.out, '--out')
+    check_new_output_file(args.out, '--out')
 
 
 def main(argv=None):

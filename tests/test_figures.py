@@ -169,12 +169,13 @@ def test_an_out_that_cannot_be_written_is_one_line_before_any_work(command, draw
 
     monkeypatch.setattr(visualize, command, work)
     (tmp_path / 'file').write_text('')
-    assert one_line_exit([*commands[command], '--out', str(tmp_path / 'file' / 'a.png')]) == (
-        f"error: --out {tmp_path / 'file'}: cannot create the folder (File exists); choose a writable folder")
+    assert one_line_exit([*commands[command], '--out', str(tmp_path / 'file' / 'new' / 'a.png')]) == (
+        f"error: --out {tmp_path / 'file' / 'new' / 'a.png'}: {tmp_path / 'file'} is a file, so no folder can be "
+        f"made there; give another path")
     (tmp_path / 'b.png').mkdir()
     assert one_line_exit([*commands[command], '--out', str(tmp_path / 'b.png')]) == (
         f"error: --out {tmp_path / 'b.png'}: is a folder; give a file name")
-    assert not drawn
+    assert not drawn and sorted(p.name for p in tmp_path.iterdir()) == ['b.png', 'file']  # nothing made
 
 
 @pytest.mark.slow
@@ -294,8 +295,8 @@ def scatter_colours(ax):
 @pytest.mark.parametrize('actions', [13, 20])
 def test_tsne_gives_each_of_up_to_twenty_actions_its_own_colour(actions):
     rng = np.random.default_rng(0)
-    labels = np.arange(actions).repeat(3)
-    features = rng.normal(size=(actions, 8))[labels] + 0.1 * rng.normal(size=(3 * actions, 8))
+    labels = np.arange(actions).repeat(2)
+    features = rng.normal(size=(actions, 8))[labels] + 0.1 * rng.normal(size=(2 * actions, 8))
     fig = figures.tsne_figure({'a': (features, labels), 'b': (features[::-1], labels[::-1])}, NTU60)
     for ax in fig.axes:
         assert len(ax.collections) == actions and len(set(scatter_colours(ax))) == actions

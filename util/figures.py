@@ -49,6 +49,7 @@ def save(picture, path, dpi=None):
     fig = picture._fig if moving else picture
 
     def write(tmp):
+        tmp.parent.mkdir(parents=True, exist_ok=True)
         if moving:
             picture.save(tmp, writer='pillow' if path.suffix.lower() == '.gif' else 'ffmpeg',
                          dpi=dpi or DPI['animation'])
@@ -212,6 +213,7 @@ def write_per_class_csv(matrix, names, path):
     accuracy = 100 * correct[present] / totals[present]
 
     def write(tmp):
+        tmp.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, 'w', newline='') as f:
             writer = csv.writer(f)
             writer.writerow(['action', 'class', 'samples', 'correct', 'accuracy'])
