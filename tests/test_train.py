@@ -258,7 +258,7 @@ def test_mixed_precision_runs(work, reference, amp):
     step compares."""
     out = work['root'] / amp
     pretrain_in_process(work, out, '--amp', amp, '--epochs', '1')
-    first, reference_first = (scalar_tags(d)[0].Scalars('train/loss')[0].value for d in (out, reference))
+    first, reference_first = (scalar_tags(d)[0].Scalars('train_step/loss')[0].value for d in (out, reference))
     assert first != reference_first and first == pytest.approx(reference_first, rel=0.02)
     if amp == 'bf16':
         assert log_entries(out)[0]['train_loss'] == pytest.approx(log_entries(reference)[0]['train_loss'], rel=0.05)

@@ -48,8 +48,10 @@ def setup(args, training=True):
     if args.pin_mem is None:
         args.pin_mem = device.type == 'cuda'
     devices.seed_everything(args.seed)  # the model's initial weights: the same in every run with this seed
-    if not training:  # an evaluation tool: no lr, TensorBoard or checkpoints
-        if dist.is_main_process():
+    if config.eval_only(args) and not resume_path(args):
+        config.fail("--eval needs the checkpoint to evaluate: --resume PATH")
+    if not training:  # --eval or an evaluation tool: no lr, TensorBoard or checkpoints; --eval writes nothing
+        if dist.is_main_process() and not config.eval_only(args):
             output.lock_output_dir(args.output_dir)
         print(f"{Path(sys.argv[0]).name}: {world} process(es) on {device}, batch {args.batch_size} per process")
         return device
@@ -57,9 +59,7 @@ def setup(args, training=True):
     if args.lr is None:
         args.lr = args.blr * eff_batch_size / 256
     args.log_dir = args.log_dir or args.output_dir
-    if config.eval_only(args) and not resume_path(args):
-        config.fail("--eval needs the checkpoint to evaluate: --resume PATH")
-    if dist.is_main_process() and not config.eval_only(args):
+    if dist.is_main_process():
         output.lock_output_dir(args.output_dir)
         output.make_dir(args.log_dir, '--log_dir')
     print(f"{Path(sys.argv[0]).name}: {world} process(es) on {device}, effective batch {eff_batch_size}, "
