@@ -48,6 +48,7 @@ from bench.report import device_name, slow_precisions, summary, table, write_jso
 from bench.settings import AMP, FULL, QUICK, SECTIONS
 from bench.timing import MatmulProbe, PeakMemory
 from util.malloc import keep_freed_memory
+from util.output import check_output_path
 
 
 def comma_list(choices=None, type=str):
@@ -109,6 +110,8 @@ def main(args):
                           else 'cpu' if args.device == 'auto' else args.device)
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise SystemExit(f"error: --device {args.device}: CUDA is not available on this machine")
+    if args.out:
+        check_output_path(args.out, '--out')  # before the timing, not after it
     torch.set_num_threads(args.threads or os.cpu_count())
     kept = device.type == 'cpu' and not args.return_memory and keep_freed_memory()
     size = QUICK if args.quick else FULL

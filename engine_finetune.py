@@ -34,6 +34,5 @@ class FinalEvaluation:
         matrix = write_test_outputs(self.args, loader_val.dataset, logits, labels, self.names)
         if log_writer is not None and self.names is not None:
             title = f"epoch {epoch}: top-1 {100 * np.trace(matrix) / matrix.sum():.1f}% on {len(labels)} test samples"
-            log_writer.add_figure('confusion', figures.confusion_figure(matrix, self.names, title),
-                                  engine.tensorboard_step(epoch + 1))
+            log_writer.add_figure('confusion', figures.confusion_figure(matrix, self.names, title), epoch)
         return {}

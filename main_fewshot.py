@@ -43,7 +43,7 @@ def main(args):
     check_args(args)
     dataset = data.build_dataset(args, 'val_feeder_args')
     classes, index = held_out(args, dataset)
-    device = runner.setup(args)
+    device = runner.setup(args, training=False)
     model = runner.build_model(args).to(device)
     features, labels = knn.features(knn.PooledFeatures(model), dataset, index, device, knn.loader_options(args),
                                     args.amp)

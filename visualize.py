@@ -28,7 +28,9 @@ from util import config, data, devices, figures, knn, runner, skeleton_figures
 from util.actions import action_names, dataset_of, sample_title
 from util.checkpoint import load_checkpoint
 from util.config import fail
+from util.flags import HelpFormatter, Range
 from util.model_args import run_checks
+from util.output import check_new_output_file
 
 
 def names_for(args, data_path, num_classes):
@@ -152,8 +154,8 @@ def masking(args):
     action = names_for(args, dataset.data_path, dataset.num_classes)[label]
     title = (f"{run_title(args.checkpoint, checkpoint)}: {args.split} sample {args.index} ({action}), "
              f"mask ratio {mask_ratio:g}")
-    return figures.save(figures.masking_figure(model, x, mask_ratio, tau, stride, title, args.seed), args.out,
-                        args.dpi)
+    return figures.save(figures.masking_figure(model, x, mask_ratio, tau, stride, args.title and title, args.seed),
+                        args.out, args.dpi)
 
 
 def encoder_spec(item):
@@ -191,9 +193,19 @@ def tsne(args):
         features, labels = knn.features(knn.PooledFeatures(model), evaluate.queries, index, device,
                                         evaluate.loader_options, evaluate.amp)
         panels[label] = (features.numpy(), labels.numpy())
-    title = (f"t-SNE of the pooled encoder features, {len(index)} test samples of "
-             f"{Path(evaluate.queries.data_path).name}")
-    return figures.save(figures.tsne_figure(panels, names, title, args.seed), args.out, args.dpi)
+    data_file = shown_path(evaluate.queries.data_path)
+    title = f"t-SNE of the pooled encoder features, {len(index)} test samples of {data_file}"
+    return figures.save(figures.tsne_figure(panels, names, args.title and title, args.seed), args.out, args.dpi)
+
+
+def shown_path(path):
+    """A data file as a title names it: relative to the working folder when inside it, else as given (its name
+    alone would call any data NTU60_XSub.npz, the demo's synthetic data too)."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def classifier(cfg, path, checkpoint):
@@ -229,7 +241,7 @@ def confusion(args):
     csv_path = figures.write_per_class_csv(matrix, names, Path(args.out).with_suffix('.csv'))
     print(csv_path)
     title = f"{run_title(args.checkpoint, checkpoint)}: {len(labels)} test samples, top-1 {accuracy:.1f}%"
-    return figures.save(figures.confusion_figure(matrix, names, title), args.out, args.dpi)
+    return figures.save(figures.confusion_figure(matrix, names, args.title and title), args.out, args.dpi)
 
 
 def timeline(args):
@@ -259,14 +271,14 @@ def parse_config(protocol, args):
 
 def get_args_parser():
     parser = argparse.ArgumentParser('visualize.py', description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     commands = parser.add_subparsers(dest='command', required=True)
     run = {}
     for name, fn, out in (('sequence', sequence, 'sequence.gif'), ('masking', masking, 'masking.png'),
                           ('tsne', tsne, 'tsne.png'), ('confusion', confusion, 'confusion.png'),
                           ('timeline', timeline, 'timeline.png')):
         p = commands.add_parser(name, help=fn.__doc__.splitlines()[0], description=fn.__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
         p.add_argument('--out', default=out, help='file to write: .png, .pdf or .svg' +
                        (' (a strip of frames), .gif or .mp4 (an animation)' if name == 'sequence' else ''))
         p.add_argument('--dpi', type=int, default=None, help=f"pixels per inch of a PNG (default "
@@ -286,6 +298,8 @@ def get_args_parser():
         run[name].add_argument('--split', choices=('train', 'test'), default='test')
     for name in ('masking', 'tsne', 'confusion'):
         p = run[name]
+        p.add_argument('--title', action=argparse.BooleanOptionalAction, default=True,
+                       help='a title naming the run and the data (--no-title: none, for a paper)')
         p.add_argument('--config', required=True, help='YAML config of the run (model and data)')
         p.add_argument('--data_path', default=None, help="data file instead of the config's")
         p.add_argument('--device', default='auto')
@@ -298,14 +312,15 @@ def get_args_parser():
                                   'run; LABEL= alone: random initialisation')
     run['timeline'].add_argument('--labels', required=True, help='PKU-MMD label file of the recording (true)')
     run['timeline'].add_argument('--proposals', required=True, help='its proposal file (main_detect.py, predict.py)')
-    run['timeline'].add_argument('--length', type=int, default=None,
+    run['timeline'].add_argument('--length', type=Range(int, 1), default=None,
                                  help='frames of the recording (default: the last segment end)')
     run['tsne'].add_argument('--max_samples', type=int, default=2000, help='test samples shown, a fixed subset')
     return parser
 
 
 def check_output(args):
-    """Fail with one line, before any drawing, on an --out suffix, a --dpi or a --frames that cannot be written."""
+    """Fail with one line, before any work, on an --out that cannot be written (a missing folder is created when
+    the picture is written, as the confusion matrix's .csv beside it), a --dpi or a --frames."""
     suffix = Path(args.out).suffix.lower()
     allowed = figures.PICTURES + (figures.ANIMATIONS if args.command == 'sequence' else ())
     if suffix not in allowed:
@@ -317,6 +332,7 @@ def check_output(args):
         fail(f"--dpi {args.dpi}: expected a positive number of pixels per inch")
     if getattr(args, 'frames', 1) < 1:
         fail(f"--frames {args.frames}: expected at least 1 frame in the strip")
+    check_new_output_file(args.out, '--out')
 
 
 def main(argv=None):

@@ -366,7 +366,9 @@ def run(tool, argv, full_disk, capfd):
     return status, capfd.readouterr().err + message
 
 
-@pytest.mark.parametrize('tool, kind, command, fragment', ROWS, ids=[f"{r[0]}-{r[1]}-{i}" for i, r in enumerate(ROWS)])
+@pytest.mark.parametrize('tool, kind, command, fragment', [
+    pytest.param(*row, marks=pytest.mark.slow) if row[1] == 'full disk' else row for row in ROWS  # a subprocess
+], ids=[f"{r[0]}-{r[1]}-{i}" for i, r in enumerate(ROWS)])
 def test_bad_input_is_one_line_and_leaves_nothing(inputs, tmp_path, capfd, tool, kind, command, fragment):
     w = Workspace(inputs, tmp_path / 'out')
     try:

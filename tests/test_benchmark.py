@@ -28,6 +28,7 @@ def run_benchmark(tmp_path, *flags):
     return json.loads(out.read_text()), proc.stdout
 
 
+@pytest.mark.slow
 def test_quick_run_reports_every_section(tmp_path):
     report, stdout = run_benchmark(tmp_path, '--amp', 'fp32,bf16')
     rows = report['rows']
@@ -67,6 +68,7 @@ def test_quick_run_reports_every_section(tmp_path):
     assert 'pretrain  decoder 1' in stdout and '% matmul' in stdout
 
 
+@pytest.mark.slow
 def test_only_selects_sections_and_return_memory(tmp_path):
     report, stdout = run_benchmark(tmp_path, '--only', 'feeder,augment', '--return_memory')
     assert [(r['section'], r.get('batch')) for r in report['rows']] == [('feeder', None), ('feeder', 2), ('augment', 2)]
@@ -179,6 +181,7 @@ def test_published_step_has_the_same_math_in_explicit_attention(section):
         assert (grads_published[name] - grads[name]).abs().max() <= 1e-4 * max(grads[name].abs().max(), 1), name
 
 
+@pytest.mark.slow
 def test_published_rows_follow_ours_with_the_speed_ratio(tmp_path):
     report, stdout = run_benchmark(tmp_path, '--only', 'pretrain,finetune,feeder', '--published', '--amp', 'fp32')
     rows = report['rows'][1:]  # after the matmul row
@@ -258,6 +261,7 @@ def log_pass(feeder, index):
     return index
 
 
+@pytest.mark.slow
 def test_feeder_passes_alternate_between_processes(tmp_path):
     """Ours and the published feeder are timed in turn, one pass each per round, each in its own process."""
     log = tmp_path / 'passes.txt'

@@ -23,11 +23,12 @@ NUM_TRAIN, NUM_TEST = 32, 16  # two batches of 16 (the batch size of config/demo
 STAGES = ('pretrain', 'linear', 'linear_random', 'finetune')
 
 
-def start_demo(output_root, cwd):
-    """scripts/demo.sh with a few samples and one epoch per stage, on CPU with one thread."""
+def start_demo(output_root, cwd, quick='0'):
+    """scripts/demo.sh with a few samples and one epoch per stage, on CPU with one thread (QUICK=`quick`: the
+    settings given here still win)."""
     env = {**os.environ, 'OUTPUT_ROOT': str(output_root), 'SEED': '1', 'DEVICE': 'cpu', 'NUM_TRAIN': str(NUM_TRAIN),
            'NUM_TEST': str(NUM_TEST), 'PRETRAIN_EPOCHS': '1', 'LINEAR_EPOCHS': '1', 'FINETUNE_EPOCHS': '1',
-           'OMP_NUM_THREADS': '1'}
+           'OMP_NUM_THREADS': '1', 'QUICK': quick}
     return subprocess.Popen(['bash', str(ROOT / 'scripts' / 'demo.sh')], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -47,10 +48,10 @@ def table_rows(stdout):
 @pytest.fixture(scope='module')
 def demo(tmp_path_factory):
     """Two demo runs started together (usually in the same second) into one OUTPUT_ROOT, from another
-    directory: (OUTPUT_ROOT, [stdout of the first, stdout of the second])."""
+    directory, the second with QUICK=1: (OUTPUT_ROOT, [stdout of the first, stdout of the second])."""
     root = tmp_path_factory.mktemp('demo') / 'out'
     cwd = tmp_path_factory.mktemp('cwd')
-    runs = [start_demo(root, cwd), start_demo(root, cwd)]
+    runs = [start_demo(root, cwd), start_demo(root, cwd, quick='1')]
     outputs = []
     for run in runs:
         stdout, stderr = run.communicate(timeout=900)
@@ -80,6 +81,19 @@ def test_demo_writes_checkpoints_logs_and_events(demo):
             assert 'train/loss' in events.Tags()['scalars']
         assert f"tensorboard --logdir {run}\n" in stdout
         assert f"Pre-trained encoder: {run / 'pretrain' / 'checkpoint-last.pth'}\n" in stdout
+
+
+@pytest.mark.slow
+def test_demo_shows_each_stage_with_the_time_so_far_and_an_eta(demo):
+    _, outputs = demo
+    for stdout, mode in zip(outputs, ('', ' (quick: fewer samples and epochs)')):
+        assert f"MAMP demo{mode}, seed 1: writing to " in stdout
+        stages = re.findall(r"^== (\d)/8 .* \[(\d+) min (\d+) s(, about (\d+) min (\d+) s left)?\]$", stdout, re.M)
+        assert [int(s[0]) for s in stages] == list(range(1, 9))
+        elapsed = [60 * int(s[1]) + int(s[2]) for s in stages]
+        assert elapsed == sorted(elapsed) and not stages[0][3] and all(s[3] for s in stages[1:])
+        finished = re.search(r"Demo finished in (\d+) min (\d+) s", stdout)
+        assert 60 * int(finished[1]) + int(finished[2]) >= elapsed[-1]
 
 
 @pytest.mark.slow
@@ -117,7 +131,7 @@ def test_two_runs_get_fresh_folders_and_the_same_numbers(demo):
     runs = sorted(root.iterdir())
     assert runs == sorted(run_folder(stdout) for stdout in outputs)
     assert len(runs) == 2 and all(re.fullmatch(r"\d{8}-\d{6}(-\d+)?", run.name) for run in runs)
-    assert table_rows(outputs[0]) == table_rows(outputs[1])  # same SEED, one thread: same data and training
+    assert table_rows(outputs[0]) == table_rows(outputs[1])  # same SEED and settings (given: QUICK=1 keeps them)
 
 
 ENTRY_POINTS = {'main_pretrain.py': 'pretrain', 'main_linprobe.py': 'linear', 'main_finetune.py': 'finetune'}

@@ -26,6 +26,7 @@ torch.save({'all': program.module()(x), 'one': program.module()(x[:1])}, 'y.pt')
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('protocol', ['linprobe', 'finetune'])
 def test_exported_models_give_the_checkpoint_logits(tmp_path, protocol):
     reference = write_classifier_checkpoint(tmp_path / 'checkpoint.pth', protocol)

@@ -34,7 +34,7 @@ def assert_same_run(out, reference):
     assert_same_training_state(out / 'checkpoint-1.pth', reference / 'checkpoint-1.pth')
     assert [{k: v for k, v in r.items() if k not in TIMING} for r in log_entries(out)] == [
         {k: v for k, v in r.items() if k not in TIMING} for r in log_entries(reference)]
-    losses = [[(e.step, e.value) for e in scalar_tags(d)[0].Scalars('train/loss')] for d in (out, reference)]
+    losses = [[(e.step, e.value) for e in scalar_tags(d)[0].Scalars('train_step/loss')] for d in (out, reference)]
     assert losses[0] == losses[1]
 
 

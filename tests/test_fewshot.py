@@ -86,6 +86,20 @@ def test_real_pku_held_out_actions_are_the_same_in_the_three_configs():
     assert args['tune'].train_feeder_args['exclude_actions'] == held_out
 
 
+def test_demo_fewshot_holds_out_of_the_demo_pretraining_what_its_episodes_draw():
+    """The demo's own pre-training sees every action; its few-shot recipe pre-trains without the episodes'
+    actions, otherwise as the demo, and they are synthetic actions with samples enough for 5 shots + 15 queries."""
+    from data.synthetic import ACTIONS
+    demo = ROOT / 'config' / 'demo'
+    fewshot = config.parse_args('fewshot', ['--config', str(demo / 'fewshot.yaml')])
+    heldout = config.parse_args('pretrain', ['--config', str(demo / 'pretrain_heldout.yaml')])
+    plain = config.parse_args('pretrain', ['--config', str(demo / 'pretrain.yaml')])
+    assert heldout.train_feeder_args.pop('exclude_actions') == fewshot.held_out_actions
+    assert vars(heldout) == {**vars(plain), 'config': str(demo / 'pretrain_heldout.yaml')}
+    assert set(fewshot.held_out_actions) <= set(ACTIONS) and len(fewshot.held_out_actions) == fewshot.ways
+    assert fewshot.val_feeder_args['split'] == 'train' and 600 // len(ACTIONS) >= max(fewshot.shots) + fewshot.queries
+
+
 @pytest.fixture(scope='module')
 def fewshot_config(work):
     """The tiny data's four actions (1-4), 6 training samples each, as the held-out actions."""
@@ -101,8 +115,10 @@ def run_fewshot(cfg, out, *flags):
                                                                '--device', 'cpu', *map(str, flags)]))
 
 
-def test_fewshot_entry_point_writes_every_shot(fewshot_config, tmp_path):
+def test_fewshot_entry_point_writes_every_shot(fewshot_config, tmp_path, capsys):
     stats = run_fewshot(fewshot_config, tmp_path / 'out')
+    printed = capsys.readouterr().out  # an evaluation: no lr, no training settings
+    assert not any(line.startswith('{"config"') for line in printed.splitlines()) and ' lr ' not in printed
     written = json.loads((tmp_path / 'out' / 'fewshot.json').read_text())
     assert written == json.loads(json.dumps(stats))
     assert (written['ways'], written['queries'], written['episodes'], written['classes']) == (3, 3, 40, 4)

@@ -113,10 +113,11 @@ def test_masking_arrays_are_the_models_own():
     np.testing.assert_array_equal(arrays['keep'], 1 - draws.mean(0).view(6, 25).numpy())
     assert arrays['keep'].mean() == pytest.approx(int(150 * (1 - 0.9)) / 150)  # len_keep tokens kept per draw
     assert arrays['keep'][:, 7].mean() < 0.5 * arrays['keep'].mean()  # the moving joint is masked more
-    random = masking_arrays(model, x, 0.9, 0., 1, seed=3)
-    assert random['keep'][:, 7].mean() > 0.5 * random['keep'].mean()
+    random = masking_arrays(model, x, 0.9, 0., 1, seed=3)  # uniform: exact, the same for every token
+    np.testing.assert_array_equal(random['keep'], np.full((6, 25), np.float32(int(150 * (1 - 0.9)) / 150)))
 
 
+@pytest.mark.slow
 def test_pretraining_monitor_writes_knn_and_the_masking_image(pretrained):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     log = log_entries(pretrained)
@@ -124,32 +125,60 @@ def test_pretraining_monitor_writes_knn_and_the_masking_image(pretrained):
     assert all(0 <= entry['knn_acc1'] <= entry['knn_acc5'] <= 100 and entry['knn_time'] > 0 for entry in log)
     events = EventAccumulator(str(pretrained), size_guidance={'images': 0})
     events.Reload()
-    name = 'kNN monitor (bank of all 24 training samples, as main_knn.py)'  # the published bank: 10,000 at most
-    assert {f'{name}/{key}' for key in ('acc1', 'acc5', 'mean_class_acc', 'time')} <= set(events.Tags()['scalars'])
-    assert [e.value for e in events.Scalars(f'{name}/acc1')] == pytest.approx([entry['knn_acc1'] for entry in log])
-    assert [e.step for e in events.Scalars(f'{name}/acc1')] == [1000, 2000]  # after epochs 0 and 1, as test/*
+    # one tag whatever the bank (so that runs with other banks overlay), the step axis the epoch, as test/*
+    assert {f'knn/{key}' for key in ('acc1', 'acc5', 'mean_class_acc', 'bank', 'time')} <= set(events.Tags()['scalars'])
+    assert [e.value for e in events.Scalars('knn/acc1')] == pytest.approx([entry['knn_acc1'] for entry in log])
+    assert [(e.step, e.value) for e in events.Scalars('knn/bank')] == [(0, 24), (1, 24)]
+    bank = events.Tensors('knn/bank/text_summary')  # the bank in words, beside main_knn.py's
+    assert [t.step for t in bank] == [0, 1] and bank[0].tensor_proto.string_val == [
+        b'kNN monitor (bank of all 24 training samples, as main_knn.py)']
     images = events.Images('masking')
-    assert [image.step for image in images] == [2000] and images[0].width > 200
+    assert [image.step for image in images] == [1] and images[0].width > 200
 
 
+@pytest.mark.slow
 def test_linear_probe_ends_with_the_confusion_image(linprobed):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     events = EventAccumulator(str(linprobed), size_guidance={'images': 0})
     events.Reload()
-    assert [image.step for image in events.Images('confusion')] == [1000]  # after epoch 0
+    assert [image.step for image in events.Images('confusion')] == [0]  # after epoch 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('command', ['masking', 'tsne', 'confusion', 'sequence'])
 def test_each_picture_as_png_at_the_dpi_and_as_pdf(commands, command, tmp_path):
-    png = visualize.main([*commands[command], '--out', str(tmp_path / 'a.png'), '--dpi', '150'])
-    pdf = visualize.main([*commands[command], '--out', str(tmp_path / 'a.pdf')])
+    folder = tmp_path / 'new' / 'pictures'  # created by every command, before its work
+    png = visualize.main([*commands[command], '--out', str(folder / 'a.png'), '--dpi', '150'])
+    pdf = visualize.main([*commands[command], '--out', str(folder / 'a.pdf')])
     width, height = pdf_inches(pdf)
     # The tight boxes of the two renderers differ by the text hinting: a few pixels; another dpi would be 25% off
     assert read_image(png).shape[:2] == pytest.approx((150 * height, 150 * width), rel=0.03)
     written = {'a.pdf', 'a.png', 'a.csv'} if command == 'confusion' else {'a.pdf', 'a.png'}
-    assert {p.name for p in tmp_path.iterdir()} == written  # and no temporary file
+    assert {p.name for p in folder.iterdir()} == written  # and no temporary file
 
 
+@pytest.mark.parametrize('command', ['masking', 'tsne', 'confusion', 'sequence'])
+def test_an_out_that_cannot_be_written_is_one_line_before_any_work(command, drawn, monkeypatch, tmp_path):
+    commands = {'masking': ['masking', '--config', 'c.yaml', '--checkpoint', 'c.pth'], 'sequence': ['sequence'],
+                'tsne': ['tsne', '--config', 'c.yaml', '--encoder', 'random='],
+                'confusion': ['confusion', '--config', 'c.yaml', '--checkpoint', 'c.pth']}  # never read
+
+    def work(args):
+        """The picture's work, which must not start."""
+        pytest.fail('the work started')
+
+    monkeypatch.setattr(visualize, command, work)
+    (tmp_path / 'file').write_text('')
+    assert one_line_exit([*commands[command], '--out', str(tmp_path / 'file' / 'new' / 'a.png')]) == (
+        f"error: --out {tmp_path / 'file' / 'new' / 'a.png'}: {tmp_path / 'file'} is a file, so no folder can be "
+        f"made there; give another path")
+    (tmp_path / 'b.png').mkdir()
+    assert one_line_exit([*commands[command], '--out', str(tmp_path / 'b.png')]) == (
+        f"error: --out {tmp_path / 'b.png'}: is a folder; give a file name")
+    assert not drawn and sorted(p.name for p in tmp_path.iterdir()) == ['b.png', 'file']  # nothing made
+
+
+@pytest.mark.slow
 def test_visualize_writes_pictures_that_read_back(commands, tmp_path):
     svg = visualize.main([*commands['confusion'], '--out', str(tmp_path / 'confusion.svg')]).read_text()
     assert svg.startswith('<?xml') and '<svg' in svg and 'linear_confusion, epoch 0' in svg  # text kept as text
@@ -198,6 +227,7 @@ def masking_rows_of(fig):
             [{ax.images[0].get_clim() for ax in column} for column in columns])
 
 
+@pytest.mark.slow
 def test_masking_rows_say_what_the_checkpoint_did(work, pretrained, drawn, tmp_path):
     mae_config = write_config(tmp_path / 'mae.yaml', 'ntu60_xsub/pretrain_mae.yaml', work['npz'])
     torch.manual_seed(0)
@@ -212,7 +242,7 @@ def test_masking_rows_say_what_the_checkpoint_did(work, pretrained, drawn, tmp_p
                         '--out', str(tmp_path / 'masking.png')])
     mamp, mae = drawn
     labels, limits = masking_rows_of(mamp)
-    assert labels == ['motion-aware, tau 0.8\n(as trained)\n\ntime patch', 'uniform random\n\ntime patch']
+    assert labels == ['motion-aware, tau 0.8\n(as trained)\n\nframe', 'uniform random\n\nframe']
     assert all(len(column) == 1 for column in limits)  # one colour scale per quantity across the rows
     keep = [ax.images[0].get_array() for ax in mamp.axes if ax.images][1::3]
     assert limits[1] == {(min(k.min() for k in keep), max(k.max() for k in keep))}
@@ -220,10 +250,21 @@ def test_masking_rows_say_what_the_checkpoint_did(work, pretrained, drawn, tmp_p
     assert not any(ax.get_legend() for ax in mamp.axes)
     assert any(text.startswith('pretrain_monitor, epoch 1: test sample 0 (') for text in texts(mamp))
     labels, _ = masking_rows_of(mae)
-    assert labels == ['uniform random\n(as trained)\n\ntime patch']
+    assert labels == ['uniform random\n(as trained)\n\nframe']
     assert not any('motion-aware' in text for text in texts(mae))
     assert any(text.startswith('mae_run, epoch 7: ') for text in texts(mae))
     assert mae.axes[3].get_ylabel() == 'joint position, x (normalised)'
+    mamp.canvas.draw()  # whole frames and joints on every axis; the colour bars say their units
+    for ax in mamp.axes[:8]:
+        for ticks in (ax.get_xticks(), ax.get_yticks() if ax.images else []):
+            np.testing.assert_array_equal(ticks, np.round(ticks))
+    assert mamp.axes[0].images[0].get_extent() == [-0.5, 24.5, 23.5, -0.5]  # 6 time patches of 4 frames
+    assert [ax.get_ylabel() for ax in mamp.axes[8:]] == ['mean |change| over 4 frames (m)',
+                                                          'probability of being kept']
+    visualize.main(['masking', '--config', str(work['pretrain']), '--checkpoint',
+                    str(pretrained / 'checkpoint-last.pth'), '--device', 'cpu', '--no-title', '--out',
+                    str(tmp_path / 'masking.png')])
+    assert not drawn[-1].texts  # no title: the figure's only text is in its axes and legend
 
 
 def test_confusion_figure_shows_rates_with_counts():
@@ -246,23 +287,41 @@ def test_confusion_figure_shows_rates_with_counts():
     plt.close('all')
 
 
-def test_palette_tells_sixty_actions_apart_and_the_legend_is_outside():
-    pairs = figures.palette(120)
-    assert len(set(pairs)) == 120 and len(set(figures.COLOURS)) == 10
-    with pytest.raises(ValueError):
-        figures.palette(121)
+def scatter_colours(ax):
+    """The colour of each scatter collection of a t-SNE panel, in drawing order."""
+    return [tuple(np.round(c.get_facecolor()[0][:3], 4)) for c in ax.collections]
+
+
+@pytest.mark.parametrize('actions', [13, 20])
+def test_tsne_gives_each_of_up_to_twenty_actions_its_own_colour(actions):
     rng = np.random.default_rng(0)
-    labels = np.arange(60).repeat(3)
-    features = rng.normal(size=(60, 8))[labels] + 0.1 * rng.normal(size=(180, 8))
-    fig = figures.tsne_figure({'a': (features, labels)}, NTU60, 't-SNE')
+    labels = np.arange(actions).repeat(2)
+    features = rng.normal(size=(actions, 8))[labels] + 0.1 * rng.normal(size=(2 * actions, 8))
+    fig = figures.tsne_figure({'a': (features, labels), 'b': (features[::-1], labels[::-1])}, NTU60)
+    for ax in fig.axes:
+        assert len(ax.collections) == actions and len(set(scatter_colours(ax))) == actions
+    assert scatter_colours(fig.axes[0]) == scatter_colours(fig.axes[1])  # an action has one colour in every panel
     handles = fig.legends[0].legend_handles
-    assert len({(h.get_color(), h.get_marker()) for h in handles}) == 60
-    assert [t.get_text() for t in fig.legends[0].get_texts()] == list(NTU60)
+    assert len({h.get_color() for h in handles}) == actions and not fig.texts  # no title given, none drawn
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == list(NTU60[:actions])
+    plt.close(fig)
+
+
+def test_tsne_of_sixty_actions_names_the_largest_and_greys_the_rest_with_the_legend_outside():
+    rng = np.random.default_rng(0)
+    labels = np.concatenate([np.arange(60).repeat(3), np.arange(40, 58).repeat(2)])  # 40-57: the largest
+    features = rng.normal(size=(60, 8))[labels] + 0.1 * rng.normal(size=(len(labels), 8))
+    fig = figures.tsne_figure({'a': (features, labels)}, NTU60, 't-SNE')
+    colours = scatter_colours(fig.axes[0])
+    assert colours[0] == figures.OTHERS and len(colours) == 19 and len(set(colours)) == 19  # grey first, below
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [*NTU60[40:58], '42 other actions']
+    assert len(fig.axes[0].collections[0].get_offsets()) == 42 * 3
     fig.canvas.draw()
     assert not fig.legends[0].get_window_extent().overlaps(fig.axes[0].get_window_extent())
     plt.close(fig)
 
 
+@pytest.mark.slow
 def test_encoder_given_as_a_bare_checkpoint_is_loaded_and_named_by_its_run(work, pretrained, monkeypatch, tmp_path):
     panels = {}
     monkeypatch.setattr(figures, 'tsne_figure', lambda shown, *_: panels.update(shown) or plt.figure())
@@ -298,6 +357,7 @@ def test_a_failed_write_leaves_the_earlier_picture_whole(tmp_path, monkeypatch):
     assert path.read_bytes() == b'earlier picture' and [p.name for p in tmp_path.iterdir()] == ['picture.png']
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line(work, pretrained, linprobed, tmp_path):
     empty = write_npz(tmp_path / 'NTU60_empty.npz', num_test=0)
     cases = [
@@ -321,3 +381,12 @@ def test_bad_input_is_one_line(work, pretrained, linprobed, tmp_path):
                                 capture_output=True, text=True, cwd=ROOT, timeout=120)
         assert result.returncode == 1 and words in result.stderr, result.stderr
         assert result.stderr.strip().count('\n') == 0 and not out.exists()
+
+
+def test_tsne_title_names_the_data_file_given(tmp_path, monkeypatch):
+    """Every NTU-60 array is NTU60_XSub.npz, the demo's synthetic one too: the title names where it is."""
+    data = tmp_path / 'demo_output' / '20261206-120000' / 'data' / 'NTU60_XSub.npz'
+    monkeypatch.chdir(tmp_path)
+    assert visualize.shown_path(data) == 'demo_output/20261206-120000/data/NTU60_XSub.npz'
+    monkeypatch.chdir(ROOT)
+    assert visualize.shown_path(data) == str(data)

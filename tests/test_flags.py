@@ -22,9 +22,36 @@ def numeric_actions(protocol):
 @pytest.mark.parametrize('protocol', PROTOCOLS)
 def test_every_numeric_flag_declares_a_range(protocol):
     actions = numeric_actions(protocol)
-    assert {'batch_size', 'epochs', 'lr', 'clip_grad', 'seed', 'num_workers', 'save_every', 'print_freq'} <= {
-        a.dest for a in actions}
+    expected = ({'batch_size', 'seed', 'num_workers', 'knn_k', 'knn_max_train'} if protocol == 'knn' else
+                {'batch_size', 'epochs', 'lr', 'clip_grad', 'seed', 'num_workers', 'save_every', 'print_freq'})
+    assert expected <= {a.dest for a in actions}
     assert [a.dest for a in actions if not isinstance(a.type, flags.Range)] == []
+
+
+@pytest.mark.parametrize('protocol', flags.EVALUATION)
+def test_evaluation_tools_take_only_the_flags_they_use(work, protocol):
+    """main_knn.py and main_fewshot.py: no training flag in --help or on the command line, and the training
+    settings of the config they share with a linear probe (epochs, lr, ...) are left aside."""
+    taken = {a.dest for a in flags.get_args_parser(protocol)._actions}
+    assert taken >= {'config', 'opts', 'data_path', 'batch_size', 'output_dir', 'device', 'seed', 'num_workers',
+                     'pin_mem', 'amp', 'finetune'}
+    assert not taken & {'epochs', 'lr', 'blr', 'accum_iter', 'warmup_epochs', 'weight_decay', 'resume',
+                        'auto_resume', 'eval', 'dist_eval', 'save_scores', 'log_dir', 'save_every', 'print_freq',
+                        'compile', 'gpu_aug', 'overwrite', 'start_epoch'}
+    assert flags.training_settings(protocol) >= {'epochs', 'lr', 'weight_decay', 'resume', 'eval'}
+    assert flags.training_settings('linprobe') == set()
+    assert yaml.safe_load(work['linear'].read_text())['epochs'] == 1
+    args = config.parse_args(protocol, ['--config', str(work['linear'])])
+    assert not hasattr(args, 'epochs') and not hasattr(args, 'lr') and args.batch_size == 4
+    message = one_line_exit(lambda: config.parse_args(protocol, ['--config', str(work['linear']), '--lr', '0.1']))
+    assert message.startswith('error: unrecognized arguments: --lr 0.1')
+
+
+@pytest.mark.parametrize('protocol', [*flags.TRAINING, *flags.EVALUATION])
+def test_help_says_each_default_once(protocol):
+    for action in flags.get_args_parser(protocol)._actions:
+        text = (flags.HelpFormatter('prog')._get_help_string(action) or '') % vars(action)  # as --help shows it
+        assert text.count('default') <= 1, text
 
 
 def out_of_range(kind):
@@ -112,6 +139,7 @@ def test_a_device_that_cannot_train_is_one_line(work, tmp_path, device):
     assert devices.resolve_device('cpu').type == 'cpu'
 
 
+@pytest.mark.slow
 def test_a_bad_flag_ends_the_process_in_one_line(work, tmp_path):
     """The real process: status 1, no usage text, no traceback."""
     result = subprocess.run([sys.executable, str(ROOT / 'main_pretrain.py'), '--config', str(work['pretrain']),

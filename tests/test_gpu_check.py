@@ -8,6 +8,7 @@ import torch
 from conftest import ROOT, SHARED, shared_path
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason='a GPU is visible: the script would run its checks')
 def test_without_cuda_one_line_and_a_failure():
     result = subprocess.run(['bash', str(ROOT / 'scripts' / 'gpu_check.sh')], capture_output=True, text=True,

@@ -36,6 +36,7 @@ def test_interrupt_names_the_epoch_to_resume(work, tmp_path, monkeypatch, capsys
     assert load_checkpoint(out / 'checkpoint-last.pth')['epoch'] == 1
 
 
+@pytest.mark.slow
 def test_sigint_ends_a_training_process_without_traceback(work, tmp_path):
     """SIGINT (Ctrl-C in the terminal) to a real training process in its second epoch."""
     out = tmp_path / 'run'

@@ -134,6 +134,7 @@ def test_two_processes_give_the_one_process_result(work, tmp_path):
     assert 0 < one['knn_acc1'] <= 100 and one['knn_k'] == 5
 
 
+@pytest.mark.slow
 def test_knn_bad_input_is_one_line(work, tmp_path):
     cases = [('main_knn.py', 'linear', ['--k', '0'], '--k/--knn_k: expected an integer >= 1, got 0'),
              ('main_knn.py', 'linear', ['--finetune', tmp_path / 'missing.pth'], 'missing.pth'),
@@ -147,3 +148,13 @@ def test_knn_bad_input_is_one_line(work, tmp_path):
         assert result.returncode == 1
         assert result.stderr.strip().count('\n') == 0 and words in result.stderr, result.stderr
         assert not (tmp_path / 'knn.json').exists()
+
+
+def test_fewer_than_five_neighbours_give_no_top5(work, capsys):
+    """With k < 5 at most k classes get a vote, the rest of a top-5 is a tie in class order: not reported."""
+    args = knn_args(work, '--k', '1', '5')
+    torch.manual_seed(0)
+    by_k, _ = KNN(args).accuracies(SkeletonTransformer(**args.model_args).eval(), torch.device('cpu'))
+    assert by_k[1]['acc5'] is None and 0 <= by_k[1]['acc1'] <= by_k[5]['acc5'] <= 100
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith('kNN')]
+    assert len(lines) == 2 and 'top-5' not in lines[0] and 'top-5' in lines[1]

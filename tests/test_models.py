@@ -182,6 +182,7 @@ def count(model, prefix=''):
     return sum(p.numel() for n, p in model.named_parameters() if n.startswith(prefix))
 
 
+@pytest.mark.slow
 def test_full_size_shapes_and_parameter_counts():
     torch.manual_seed(0)
     mamp = MAMP(norm_skes_loss=True)

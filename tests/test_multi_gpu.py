@@ -15,6 +15,7 @@ from util import dist
 from util.checkpoint import load_checkpoint
 
 
+@pytest.mark.slow
 def test_dist_eval_reports_rank_0s_model_on_the_whole_test_set(tmp_path):
     """2 gloo ranks with different BatchNorm statistics: the accuracy on shards is rank 0's model alone. The mean
     class accuracy, alone and summed per class over the shards, is util.scores' on predict()'s logits."""
@@ -59,6 +60,7 @@ def free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_ranks_resuming_from_different_points_all_stop_with_one_line(work, fp32_run, tmp_path):
     """Two nodes without a shared --output_dir: rank 0 finds a checkpoint, rank 1 none. Both stop, no hang."""
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(ROOT), 'WORLD_SIZE': '2', 'LOCAL_RANK': '0',

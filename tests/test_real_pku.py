@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 
+import pytest
 import torch
 
 from conftest import ROOT, shared_path
@@ -157,6 +158,7 @@ def fake_clone(root, videos):
         (root / 'Split/Split' / name).write_text('Training videos:\n0002-L\n')
 
 
+@pytest.mark.slow
 def test_recordings_layout_copies_the_listed_videos(tmp_path):
     videos = (CONFIGS / 'videos.txt').read_text().split()
     assert len(videos) == len(set(videos)) == 218

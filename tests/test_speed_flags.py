@@ -12,11 +12,11 @@ pytestmark = pytest.mark.slow
 
 
 def step_losses(work, name, *flags):
-    """The train/loss of every step (--print_freq 1) of one pre-training epoch with `flags`."""
+    """The train_step/loss of every step (--print_freq 1) of one pre-training epoch with `flags`."""
     out = work['root'] / name
     pretrain_in_process(work, out, '--epochs', '1', *flags)
     events, _ = scalar_tags(out)
-    return np.array([e.value for e in events.Scalars('train/loss')])
+    return np.array([e.value for e in events.Scalars('train_step/loss')])
 
 
 @pytest.fixture(scope='module')

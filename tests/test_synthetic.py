@@ -33,6 +33,7 @@ def window_features(path, split, window=8):
     return np.stack([feeder[i][0] for i in range(len(feeder))]), feeder.label
 
 
+@pytest.mark.slow
 def test_learnable_but_not_from_the_first_frame(dataset):
     """A ridge classifier on the centre-cropped sequences resampled to 8 frames reaches 0.82 test accuracy
     (chance 0.077); the position of any single joint in the first frame gives at most 0.22 (ridge or
@@ -121,6 +122,7 @@ def run(*args):
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_skeleton_files_through_the_preprocessing(tmp_path):
     """--format skeleton, then the real preprocessing command, gives the arrays of --format npz."""
     common = ["--seed", "5", "--num-train", "26", "--num-test", "13"]

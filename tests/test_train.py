@@ -72,7 +72,7 @@ def check_outputs(out, protocol, log_keys, tags):
     return checkpoint, log, events
 
 
-TRAIN_TAGS = {'train/loss', 'train/lr', 'perf/samples_per_s', 'perf/epoch_time_s'}
+TRAIN_TAGS = {'train/loss', 'train/lr', 'train_step/loss', 'train_step/lr', 'perf/samples_per_s', 'perf/epoch_time_s'}
 TEST_TAGS = TRAIN_TAGS | {'test/loss', 'test/acc1', 'test/acc5', 'test/mean_class_acc'}
 CLASSIFY_KEYS = {'train_loss', 'train_lr', 'test_loss', 'test_acc1', 'test_acc5', 'test_mean_class_acc', 'epoch',
                  'n_parameters'}
@@ -81,9 +81,10 @@ CLASSIFY_KEYS = {'train_loss', 'train_lr', 'test_loss', 'test_acc1', 'test_acc5'
 def test_pretrain_epoch_outputs(pretrained):
     _, log, events = check_outputs(pretrained, 'pretrain', {'train_loss', 'train_lr', 'epoch', 'n_parameters'},
                                    TRAIN_TAGS)
-    logged = [e.value for e in events.Scalars('train/loss')]
+    logged = [e.value for e in events.Scalars('train_step/loss')]
     assert len(logged) == 3  # 6 steps, print_freq 2
     assert log[0]['train_loss'] == pytest.approx(sum(logged) / 3, rel=1e-5)
+    assert [e.value for e in events.Scalars('train/loss')] == [pytest.approx(log[0]['train_loss'])]
 
 
 def test_linprobe_epoch_outputs_and_frozen_encoder(pretrained, linprobed):
@@ -111,9 +112,10 @@ def test_finetune_epoch_outputs_and_eval(work, pretrained, finetuned):
     assert not torch.equal(checkpoint['model']['blocks.0.attn.qkv.weight'], encoder['blocks.0.attn.qkv.weight'])
     assert log[0]['test_num_samples'] == 11
     assert events.Scalars('test/acc1')[0].value == pytest.approx(log[0]['test_acc1'])
-    # one step axis, epoch x 1000: the losses inside epoch 0, the evaluation after it at 1000
-    assert [e.step for e in events.Scalars('train/loss')] == [166, 500, 833]  # steps 1, 3, 5 of 6
-    assert [e.step for e in events.Scalars('test/mean_class_acc')] == [1000]
+    # the losses inside the epoch by optimiser step (every second of 6), what is measured after epoch 0 at 0
+    assert [e.step for e in events.Scalars('train_step/loss')] == [2, 4, 6]
+    assert [e.step for e in events.Scalars('test/mean_class_acc')] == [0]
+    assert [(e.step, e.value) for e in events.Scalars('train/loss')] == [(0, pytest.approx(log[0]['train_loss']))]
     per_class = read_per_class(finetuned / 'per_class.csv')  # the final evaluation, with NTU-60 action names
     assert sorted(per_class) == [0, 1, 2, 3] and [v[1] for v in per_class.values()] == [3, 3, 3, 2]
     assert per_class[0][0] == 'drink water' and sum(v[2] for v in per_class.values()) == round(
@@ -256,7 +258,7 @@ def test_mixed_precision_runs(work, reference, amp):
     step compares."""
     out = work['root'] / amp
     pretrain_in_process(work, out, '--amp', amp, '--epochs', '1')
-    first, reference_first = (scalar_tags(d)[0].Scalars('train/loss')[0].value for d in (out, reference))
+    first, reference_first = (scalar_tags(d)[0].Scalars('train_step/loss')[0].value for d in (out, reference))
     assert first != reference_first and first == pytest.approx(reference_first, rel=0.02)
     if amp == 'bf16':
         assert log_entries(out)[0]['train_loss'] == pytest.approx(log_entries(reference)[0]['train_loss'], rel=0.05)

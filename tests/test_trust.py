@@ -198,6 +198,7 @@ def test_a_pickled_payload_given_to_finetune_runs_nothing(work, tmp_path, marker
 
 # ------------------------------------------------------------------------------------------------ as a user sees it
 
+@pytest.mark.slow
 def test_the_refusals_are_one_line_without_traceback(work, tmp_path, marker, hub):
     """The real processes: status 1, stderr one line."""
     hostile = tmp_path / 'hostile.pth'

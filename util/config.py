@@ -3,7 +3,8 @@
 Precedence, lowest first: the parser defaults, the YAML file given by --config (which may name a `_base_`
 YAML it extends), the flags given on the command line, then `--opts KEY=VALUE ...` (dotted keys reach into
 the nested dicts: `--opts model_args.depth=4 train_feeder_args.window_size=64`). `--data_path` replaces the
-data_path of both feeders. An unknown key anywhere is an error naming the key and the file.
+data_path of both feeders. An unknown key anywhere is an error naming the key and the file; an evaluation tool
+(main_knn.py, main_fewshot.py) leaves aside the training settings of the config it shares with a training run.
 """
 import argparse
 import inspect
@@ -12,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from util import registry
-from util.flags import Range, check_feeder_args, get_args_parser
+from util.flags import Range, check_feeder_args, get_args_parser, training_settings
 from util.model_args import run_checks
 
 # Keys that only a config (or --opts) sets: the classes to build (module.Class) and their arguments (mappings).
@@ -36,6 +37,8 @@ def parse_args(protocol, argv=None):
     types = {a.dest: a for a in parser._actions if a.dest != 'help'}
 
     config = load_yaml(args.config)
+    for key in training_settings(protocol) & set(config):  # a training run's settings, e.g. linear.yaml's lr
+        del config[key]
     known = set(defaults) - set(NOT_IN_CONFIG) | set(config_only_keys(protocol))
     for key, value in config.items():
         if key not in known:

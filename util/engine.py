@@ -26,13 +26,6 @@ def progress(iterable, desc, **kwargs):
                 mininterval=1 if sys.stderr.isatty() else 30, **kwargs)
 
 
-def tensorboard_step(epoch):
-    """The TensorBoard step of a point in training, `epoch` in epochs (2.5: half-way through epoch 2): epoch x 1000.
-    Every scalar and figure uses it, so they share one axis: the losses during epoch e at e x 1000 + the
-    thousandths done, what is measured after epoch e (test, kNN, speed, pictures) at (e + 1) x 1000."""
-    return int(epoch * 1000)
-
-
 def rank_sums(epoch_loss, window_loss, window_steps):
     """[(epoch_loss, window_loss, window_steps)] of every rank, in rank order (collective): the loss sums of a
     partial epoch, each rank's own (float32 sums, exact in float64)."""
@@ -96,10 +89,9 @@ def train_one_epoch(model, compute_loss, data_loader, optimizer, device, epoch, 
             window_loss.zero_()
             window_steps = 0
             bar.set_postfix(loss=f'{loss_value:.4f}', lr=f'{lr:.2e}', refresh=False)
-            if log_writer is not None:
-                at = tensorboard_step(step / steps + epoch)
-                log_writer.add_scalar('train/loss', loss_value, at)
-                log_writer.add_scalar('train/lr', lr, at)
+            if log_writer is not None:  # by optimiser step: the batches done since the start of training
+                log_writer.add_scalar('train_step/loss', loss_value, epoch * steps + step + 1)
+                log_writer.add_scalar('train_step/lr', lr, epoch * steps + step + 1)
         if update and step + 1 < steps and preemption.requested():
             bar.close()
             return {'position': {'step': step + 1, 'sums': rank_sums(epoch_loss, window_loss, window_steps)}}

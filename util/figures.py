@@ -5,7 +5,6 @@ SVG. Matplotlib on the Agg backend (no display needed). Each `*_figure` returns 
 animation of util/skeleton_figures.py) as PNG, PDF or SVG, by the file's suffix.
 """
 import csv
-from itertools import product
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +15,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib import animation  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from data.skeleton import JOINT_NAMES  # noqa: E402
 from util.output import atomic_write  # noqa: E402
@@ -32,8 +32,12 @@ matplotlib.rcParams.update(STYLE)
 SINGLE_COLUMN, DOUBLE_COLUMN = 3.5, 7.0  # figure widths in inches
 PICTURES, ANIMATIONS = ('.png', '.pdf', '.svg'), ('.gif', '.mp4')
 DPI = {'picture': 200, 'animation': 120}  # default pixels per inch of a PNG and of a GIF / MP4
-MASK_DRAWS = 256  # masks drawn to estimate each token's keep probability
-COLOURS, MARKERS = plt.get_cmap('tab10').colors, 'os^DvPX*<>ph'  # the most distinct shapes first
+MASK_DRAWS = 256  # masks drawn to estimate each token's keep probability under motion-aware masking
+COLOURS = plt.get_cmap('tab10').colors  # the joints of the masking figure
+# One colour an action: tab10 up to 10 actions, tab20 up to 20; beyond 20 the 18 largest actions get tab20's
+# colours but its greys, and the rest are grey.
+TAB20, OTHERS = plt.get_cmap('tab20').colors, (0.6, 0.6, 0.6)
+NAMED_BEYOND_20 = [c for i, c in enumerate(TAB20) if i not in (14, 15)]  # tab20's greys are 14 and 15
 
 
 def save(picture, path, dpi=None):
@@ -59,20 +63,25 @@ def save(picture, path, dpi=None):
     return path
 
 
-def palette(n):
-    """n (colour, marker) pairs, all different: the ten tab10 colours as circles, then as squares, and so on
-    through MARKERS (120 pairs)."""
-    if n > len(COLOURS) * len(MARKERS):
-        raise ValueError(f"{n} classes: at most {len(COLOURS) * len(MARKERS)} (colour, marker) pairs")
-    return [(colour, marker) for marker, colour in product(MARKERS, COLOURS)][:n]
+def class_colours(counts):
+    """{class: colour} for {class: number of samples}: each class its own colour up to 20 classes (tab10 up to
+    10, tab20 up to 20); beyond 20 the len(NAMED_BEYOND_20) largest classes (ties: the lower class) get their
+    own colour and the others OTHERS (grey)."""
+    classes = sorted(counts)
+    if len(classes) <= 20:
+        return dict(zip(classes, COLOURS if len(classes) <= 10 else TAB20))
+    largest = sorted(classes, key=lambda c: (-counts[c], c))[:len(NAMED_BEYOND_20)]
+    named = dict(zip(sorted(largest), NAMED_BEYOND_20))
+    return {c: named.get(c, OTHERS) for c in classes}
 
 
 @torch.no_grad()
 def masking_arrays(model, x, mask_ratio, motion_aware_tau, motion_stride, seed=0):
     """What MAMP does to one sample x (1, C, T, V, M), for its first body, on the (TP, VP) token grid.
 
-    motion: the per-token motion scores that drive the masking; keep: the fraction of MASK_DRAWS masks drawn
-    by the model's own masking that keep each token; mask: the mask (1 = masked) of one forward pass of the
+    motion: the per-token motion scores that drive the masking; keep: each token's keep probability, exact under
+    uniform random masking (len_keep / L for every token), else the fraction of MASK_DRAWS masks drawn by the
+    model's own masking that keep it; mask: the mask (1 = masked) of one forward pass of the
     model with torch seeded by `seed`; pred, target: that pass's prediction and target (TP, VP, t_patch_size
     * patch_size * C), the motion (or the joints for target='joints') of each token's frames.
     """
@@ -82,9 +91,14 @@ def masking_arrays(model, x, mask_ratio, motion_aware_tau, motion_stride, seed=0
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         _, pred, mask = model(x, mask_ratio=mask_ratio, motion_stride=motion_stride, motion_aware_tau=motion_aware_tau)
-        *_, draws = model.masking(MASK_DRAWS, L, mask_ratio, x.device, motion.expand(MASK_DRAWS, L), motion_aware_tau)
+        if motion_aware_tau > 0:
+            *_, draws = model.masking(MASK_DRAWS, L, mask_ratio, x.device, motion.expand(MASK_DRAWS, L),
+                                      motion_aware_tau)
+            keep = 1 - draws.mean(0)
+        else:  # every subset of len_keep tokens is as likely
+            keep = torch.full((L,), int(L * (1 - mask_ratio)) / L)
     target = model.forward_target(x, motion_stride)
-    arrays = {'motion': motion[0].view(grid), 'keep': 1 - draws.mean(0).view(grid), 'mask': mask[0].view(grid),
+    arrays = {'motion': motion[0].view(grid), 'keep': keep.view(grid), 'mask': mask[0].view(grid),
               'pred': pred[0].view(*grid, -1), 'target': target[0].view(*grid, -1)}
     return {key: value.float().cpu().numpy() for key, value in arrays.items()}
 
@@ -100,27 +114,31 @@ def masking_rows(model, x, mask_ratio, trained_tau, motion_stride, seed=0):
             'uniform random': masking_arrays(model, x, mask_ratio, 0., motion_stride, seed)}
 
 
-def masking_figure(model, x, mask_ratio, trained_tau, motion_stride, title, seed=0, num_joints_shown=3):
+def masking_figure(model, x, mask_ratio, trained_tau, motion_stride, title=None, seed=0, num_joints_shown=3):
     """What a pre-trained model does to one sample x (1, C, T, V, M), one row of panels per masking of
     masking_rows: motion, keep probability, one drawn mask, and the predicted against the true first coordinate
-    of the `num_joints_shown` joints that move most. One colour scale per quantity across the rows."""
+    of the `num_joints_shown` joints that move most. One colour scale per quantity across the rows; the token
+    grids drawn over frames (a token spans t_patch_size frames) and joints. No title when `title` is None."""
     rows = masking_rows(model, x, mask_ratio, trained_tau, motion_stride, seed)
     fig, axes = plt.subplots(len(rows), 4, figsize=(DOUBLE_COLUMN, 0.8 + 1.5 * len(rows)), squeeze=False,
                              sharex='col', sharey='col')
     first = next(iter(rows.values()))
     joints = np.argsort(-first['motion'].sum(0), kind='stable')[:num_joints_shown]
     frames = first['target'].shape[-1] // 3  # t_patch_size * patch_size frames x 3 coordinates per token
+    (steps, tokens), t_patch = first['motion'].shape, model.t_patch_size
+    extent = (-0.5, tokens * model.patch_size - 0.5, steps * t_patch - 0.5, -0.5)  # in joints and frames
     panels = (('motion', 'motion per token', 'viridis'), ('keep', 'keep probability', 'magma'),
               ('mask', 'one mask (white: masked)', 'gray'))
+    units = {'motion': f'mean |change| over {t_patch} frames (m)', 'keep': 'probability of being kept'}
     images = {}
     for ax_row, (label, arrays) in zip(axes, rows.items()):
         for ax, (key, name, cmap) in zip(ax_row, panels):
             low, high = (0, 1) if key == 'mask' else (min(r[key].min() for r in rows.values()),
                                                         max(r[key].max() for r in rows.values()))
             images[key] = ax.imshow(arrays[key], aspect='auto', cmap=cmap, interpolation='nearest', vmin=low,
-                                    vmax=high)
+                                    vmax=high, extent=extent)
             ax.tick_params(labelleft=ax is ax_row[0])
-        ax_row[0].set_ylabel(f'{label}\n\ntime patch')
+        ax_row[0].set_ylabel(f'{label}\n\nframe')
         ax, mask = ax_row[3], arrays['mask']
         for colour, joint in zip(COLOURS, joints):
             true = arrays['target'][:, joint, 0::3].reshape(-1)  # first coordinate over all frames
@@ -133,13 +151,18 @@ def masking_figure(model, x, mask_ratio, trained_tau, motion_stride, title, seed
         ax.set_title(name)
     for ax, xlabel in zip(axes[-1], ('joint', 'joint', 'joint', 'frame')):
         ax.set_xlabel(xlabel)
+    for ax in axes.flat:  # whole frames and joints, few enough to read
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+        if ax.images:
+            ax.yaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
     for column, (key, _, _) in enumerate(panels[:2]):
-        fig.colorbar(images[key], ax=axes[:, column], aspect=25 * len(rows), pad=0.02)
+        fig.colorbar(images[key], ax=axes[:, column], aspect=25 * len(rows), pad=0.02, label=units[key])
     handles = [Line2D([], [], color=c, label=JOINT_NAMES[j].replace('_', ' ')) for c, j in zip(COLOURS, joints)]
     handles += [Line2D([], [], color='k', label='true'),
                 Line2D([], [], color='k', ls='', marker='.', label='predicted (masked tokens)')]
     fig.legend(handles=handles, loc='outside lower center', ncols=len(handles))
-    fig.suptitle(title)
+    if title:
+        fig.suptitle(title)
     return fig
 
 
@@ -148,7 +171,7 @@ def confusion(labels, predictions, num_classes):
     return np.bincount(labels * num_classes + predictions, minlength=num_classes ** 2).reshape(num_classes, -1)
 
 
-def confusion_figure(matrix, names, title, max_annotated=25):
+def confusion_figure(matrix, names, title=None, max_annotated=25):
     """The row-normalised confusion matrix (%) of the classes that occur (true or predicted), each row labelled
     with its number of test samples, the percentages written in the cells up to `max_annotated` classes.
 
@@ -176,7 +199,8 @@ def confusion_figure(matrix, names, title, max_annotated=25):
                 ax.text(col, row, f'{rate:.0f}', ha='center', va='center', fontsize=font - 1,
                         color='white' if rate > 50 else 'black')
     ax.set(xlabel='predicted', ylabel='true (test samples)')
-    fig.suptitle(title)
+    if title:
+        fig.suptitle(title)
     fig.colorbar(image, ax=ax, shrink=min(1., 3 / (n * cell)), label='% of the true class')
     return fig
 
@@ -189,6 +213,7 @@ def write_per_class_csv(matrix, names, path):
     accuracy = 100 * correct[present] / totals[present]
 
     def write(tmp):
+        tmp.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, 'w', newline='') as f:
             writer = csv.writer(f)
             writer.writerow(['action', 'class', 'samples', 'correct', 'accuracy'])
@@ -200,26 +225,37 @@ def write_per_class_csv(matrix, names, path):
     return Path(path)
 
 
-def tsne_figure(panels, names, title, seed=0):
-    """t-SNE (scikit-learn) of each {label: (features (N, D), labels (N,))}, side by side, each action with its
-    own (colour, marker) pair of `palette`, the legend below the panels."""
+def tsne_figure(panels, names, title=None, seed=0):
+    """t-SNE (scikit-learn) of each {label: (features (N, D), labels (N,))}, side by side, each action in its own
+    colour of `class_colours` (beyond 20 actions the largest ones, by their samples in the first panel, and the
+    others in grey), the legend below the panels. No title when `title` is None."""
     from sklearn.manifold import TSNE
-    classes = sorted(set(np.concatenate([labels for _, labels in panels.values()]).tolist()))
+    first = next(iter(panels.values()))[1]
+    counts = {c: 0 for c in np.concatenate([labels for _, labels in panels.values()]).tolist()}
+    counts.update(zip(*np.unique(first, return_counts=True)))
+    colours = class_colours(counts)
+    named = [c for c in sorted(colours) if colours[c] != OTHERS or len(colours) <= 20]
+    entries = [names[c] for c in named] + ([f'{len(colours) - len(named)} other actions'] if len(named) <
+                                           len(colours) else [])
     width = SINGLE_COLUMN if len(panels) == 1 else DOUBLE_COLUMN
-    columns = max(1, int(width / (0.05 * max(len(names[c]) for c in classes) + 0.3)))  # 7 pt text
-    height = width / len(panels) + 0.4 + 0.13 * -(-len(classes) // columns)
+    columns = max(1, int(width / (0.05 * max(map(len, entries)) + 0.3)))  # 7 pt text
+    height = width / len(panels) + 0.4 + 0.13 * -(-len(entries) // columns)
     fig, axes = plt.subplots(1, len(panels), figsize=(width, height), squeeze=False)
-    styles = dict(zip(classes, palette(len(classes))))
     for ax, (label, (features, labels)) in zip(axes[0], panels.items()):
         perplexity = min(30., (len(features) - 1) / 3)
         points = TSNE(2, perplexity=perplexity, init='pca', random_state=seed).fit_transform(features)
-        for c, (colour, marker) in styles.items():
-            ax.scatter(*points[labels == c].T, s=7, color=colour, marker=marker, linewidths=0)
+        others = np.isin(labels, [c for c in colours if c not in named])
+        if others.any():  # below the named actions
+            ax.scatter(*points[others].T, s=5, color=OTHERS, linewidths=0)
+        for c in named:
+            ax.scatter(*points[labels == c].T, s=7, color=colours[c], linewidths=0)
         ax.set(title=label, xticks=[], yticks=[], aspect='equal', adjustable='datalim')
-    handles = [Line2D([], [], ls='', color=colour, marker=marker, ms=3.5, label=names[c])
-               for c, (colour, marker) in styles.items()]
+    handles = [Line2D([], [], ls='', color=colours[c], marker='o', ms=3.5, label=names[c]) for c in named]
+    if len(named) < len(colours):
+        handles.append(Line2D([], [], ls='', color=OTHERS, marker='o', ms=3.5, label=entries[-1]))
     fig.legend(handles=handles, loc='outside lower center', ncols=columns, handletextpad=0.1, columnspacing=0.8)
-    fig.suptitle(title)
+    if title:
+        fig.suptitle(title)
     return fig
 
 

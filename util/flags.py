@@ -1,5 +1,7 @@
-"""The declared type and range of every setting: the command-line flags of the training entry points (each is
-also a config key, util/config.py) and the feeder arguments (FEEDER_ARGS), wherever they come from.
+"""The declared type and range of every setting: the command-line flags of the entry points (each is also a
+config key, util/config.py) and the feeder arguments (FEEDER_ARGS), wherever they come from. The evaluation
+tools (main_knn.py, main_fewshot.py) take only the flags they use: the training settings of a config they
+share with a training run (e.g. linear.yaml's epochs and lr) are not theirs, and util.config leaves them aside.
 
 Every numeric flag declares its allowed values with a `Range` type, which util.config applies to the flag, to
 its YAML value and to --opts alike: a value out of range ends in one line naming the flag (or key), the value
@@ -150,11 +152,15 @@ def check_feeder_args(cls, values, where, name):
     return checked
 
 
+TRAINING = ('pretrain', 'linprobe', 'finetune', 'tune', 'detect')
+EVALUATION = ('knn', 'fewshot')
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """--help shows each flag's default and allowed values."""
+    """--help shows each flag's default (once: not where the help already says it) and allowed values."""
 
     def _get_help_string(self, action):
-        text = super()._get_help_string(action)
+        text = action.help if 'default' in (action.help or '') else super()._get_help_string(action)
         return f"{text}; {action.type}" if isinstance(action.type, Range) else text
 
 
@@ -166,11 +172,10 @@ class Parser(argparse.ArgumentParser):
 
 
 def get_args_parser(protocol):
-    """The command-line flags of entry point `protocol` (pretrain, linprobe, finetune, knn, tune, fewshot or
-    detect); each flag may also be a config key."""
+    """The command-line flags of entry point `protocol` (one of TRAINING or EVALUATION); each flag may also be a
+    config key."""
     parser = Parser(f'main_{protocol}.py', formatter_class=HelpFormatter,
                     description=f'MAMP {protocol}: settings come from --config; the flags below override it.')
-    bool_flag = argparse.BooleanOptionalAction
     parser.add_argument('--config', required=True, help='YAML config, e.g. config/ntu60_xsub/%s.yaml' % {
         'pretrain': 'pretrain_mamp', 'linprobe': 'linear', 'finetune': 'finetune', 'knn': 'linear',
         'tune': 'tune', 'fewshot': 'fewshot', 'detect': 'detect'}[protocol])
@@ -178,72 +183,12 @@ def get_args_parser(protocol):
                         help='override config values, dotted for nested ones (model_args.depth=4); '
                              'several --opts add up')
     parser.add_argument('--data_path', default=None, help='data file for both the train and the test feeder')
-
-    g = parser.add_argument_group('optimisation')
-    g.add_argument('--batch_size', type=Range(int, 1), default=64,
-                   help='per process; effective batch is batch_size * accum_iter * number of processes')
-    g.add_argument('--epochs', type=Range(int, 1), default=100, help='epochs of training')
-    g.add_argument('--accum_iter', type=Range(int, 1), default=1,
-                   help='gradient accumulation steps per optimiser step')
-    g.add_argument('--published_batch', type=Range(int, 1), default=None,
-                   help='effective batch of the published run of this config; a run with another one says so')
-    g.add_argument('--lr', type=POSITIVE, default=None, help='absolute learning rate (default: blr * batch / 256)')
-    g.add_argument('--blr', type=POSITIVE, default=1e-3, help='base learning rate, for an effective batch of 256')
-    g.add_argument('--min_lr', type=NON_NEGATIVE, default=0., help='end of the cosine schedule')
-    g.add_argument('--warmup_epochs', type=NON_NEGATIVE, default=0., help='linear warm-up, per iteration')
-    g.add_argument('--weight_decay', type=NON_NEGATIVE, default=0.05,
-                   help='decoupled (AdamW) or L2 (SGD) weight decay')
-    g.add_argument('--clip_grad', type=POSITIVE, default=None, help='clip the gradient norm to this value')
-    g.add_argument('--fused_optim', action=bool_flag, default=True,
-                   help='fused optimiser kernel (else foreach); the same math, not always the same last bit')
-    if protocol == 'pretrain':
-        g.add_argument('--mask_ratio', type=Range(float, 0, 1, open_low=True, open_high=True), default=0.9,
-                       help='fraction of tokens masked')
-        g.add_argument('--motion_stride', type=Range(int, 1), default=1, help='frame distance of the motion target')
-        g.add_argument('--motion_aware_tau', type=NON_NEGATIVE, default=0.8,
-                       help='temperature of the motion-aware masking (0: uniform random masking)')
-    if protocol in ('finetune', 'tune'):
-        g.add_argument('--layer_decay', type=Range(float, 0, 1, open_low=True), default=0.75,
-                       help='layer-wise lr decay')
-    if protocol == 'tune':
-        g.add_argument('--queue_size', type=Range(int, 1), default=16384,
-                       help='support queue of past embeddings, searched for the nearest neighbours')
-        g.add_argument('--temperature', type=POSITIVE, default=0.1, help='of the contrastive (InfoNCE) loss')
-    if protocol == 'detect':
-        g.add_argument('--lr_steps', type=Range(int, 1), nargs='+', default=[],
-                       help='epochs at which the lr drops x0.1 (the published detection schedule: 40); empty: the '
-                            'cosine schedule')
-        g.add_argument('--nesterov', action=bool_flag, default=True, help='Nesterov momentum of the SGD')
-    if protocol == 'finetune':
-        g.add_argument('--smoothing', type=Range(float, 0, 1, open_high=True), default=0.1, help='label smoothing')
-
-    g = parser.add_argument_group('run')
-    g.add_argument('--output_dir', default='./output_dir', help='checkpoints, log.txt and config.yaml')
-    g.add_argument('--log_dir', default=None, help='TensorBoard events (default: output_dir)')
-    g.add_argument('--device', default='auto', help="'cuda', 'cpu' or 'auto' (cuda when available)")
-    g.add_argument('--seed', type=Range(int, 0, 2 ** 32 - 1), default=0,
-                   help='seeds the initial weights, the data order, the augmentation and the masking')
-    g.add_argument('--num_workers', type=Range(int, 0), default=None,
-                   help='data loading processes per rank (default: 0 on CPU, up to 8 on CUDA)')
-    g.add_argument('--pin_mem', action=bool_flag, default=None, help='pinned host memory (default: on CUDA)')
-    g.add_argument('--amp', choices=('none', 'bf16', 'fp16'), default='none', help='autocast precision')
-    g.add_argument('--compile', action=bool_flag, default=False, help='torch.compile the model')
-    g.add_argument('--gpu_aug', action=bool_flag, default=False,
-                   help='crop-resize and rotate the training batch on the device instead of in the loaders')
-    g.add_argument('--resume', default='', help='checkpoint to continue from')
-    g.add_argument('--auto_resume', action=bool_flag, default=False,
-                   help='continue from the newest checkpoint in output_dir when there is one')
-    if protocol in ('pretrain', 'linprobe', 'finetune', 'tune', 'detect'):
-        g.add_argument('--overwrite', action=bool_flag, default=False,
-                       help='start afresh in an output_dir that holds an earlier run, removing its checkpoints and '
-                            'TensorBoard events once the inputs are checked (without it such a run stops; '
-                            '--auto_resume continues the earlier run)')
-    g.add_argument('--start_epoch', type=Range(int, 0), default=0, help='first epoch (set by --resume)')
-    g.add_argument('--save_every', type=Range(int, 1), default=20,
-                   help='keep checkpoint-<epoch>.pth at epochs 0, N, 2N, ... and the last (checkpoint-last.pth '
-                        'every epoch)')
-    g.add_argument('--print_freq', type=Range(int, 1), default=20,
-                   help='log the training loss every this many steps')
+    if protocol in TRAINING:
+        add_optimisation_flags(parser.add_argument_group('optimisation'), protocol)
+    else:
+        parser.add_argument('--batch_size', type=Range(int, 1), default=64,
+                            help='samples per batch of the encoder, per process')
+    add_run_flags(parser.add_argument_group('run'), protocol)
     if protocol in ('pretrain', 'knn', 'tune'):
         knn = parser.add_argument_group('kNN evaluation (util/knn.py)')
         several = {'nargs': '+', 'default': [20]} if protocol == 'knn' else {'default': 20}  # main_knn: --k 1 20
@@ -255,10 +200,6 @@ def get_args_parser(protocol):
     if protocol in ('pretrain', 'tune'):
         knn.add_argument('--knn_every', type=Range(int, 0), default=0,
                          help='kNN evaluation of the encoder every this many epochs and after the last (0: off)')
-    if protocol == 'pretrain':
-        g.add_argument('--vis_every', type=Range(int, 0), default=0,
-                       help='masking figure of a fixed test sample to TensorBoard every this many epochs and after '
-                            'the last (0: off)')
     if protocol == 'fewshot':
         fs = parser.add_argument_group('few-shot evaluation (util/fewshot.py)')
         fs.add_argument('--held_out_actions', type=Range(int, 1), nargs='+', default=[],
@@ -282,9 +223,93 @@ def get_args_parser(protocol):
                          help='temporal IoU thresholds of the mAP')
         det.add_argument('--feature_batch', type=Range(int, 1), default=256,
                          help='windows per encoder pass when computing dense features')
+    return parser
+
+
+def add_optimisation_flags(g, protocol):
+    """The optimiser, schedule and loss settings of a training entry point."""
+    g.add_argument('--batch_size', type=Range(int, 1), default=64,
+                   help='per process; effective batch is batch_size * accum_iter * number of processes')
+    g.add_argument('--epochs', type=Range(int, 1), default=100, help='epochs of training')
+    g.add_argument('--accum_iter', type=Range(int, 1), default=1,
+                   help='gradient accumulation steps per optimiser step')
+    g.add_argument('--published_batch', type=Range(int, 1), default=None,
+                   help='effective batch of the published run of this config; a run with another one says so')
+    g.add_argument('--lr', type=POSITIVE, default=None, help='absolute learning rate (default: blr * batch / 256)')
+    g.add_argument('--blr', type=POSITIVE, default=1e-3, help='base learning rate, for an effective batch of 256')
+    g.add_argument('--min_lr', type=NON_NEGATIVE, default=0., help='end of the cosine schedule')
+    g.add_argument('--warmup_epochs', type=NON_NEGATIVE, default=0., help='linear warm-up, per iteration')
+    g.add_argument('--weight_decay', type=NON_NEGATIVE, default=0.05,
+                   help='decoupled (AdamW) or L2 (SGD) weight decay')
+    g.add_argument('--clip_grad', type=POSITIVE, default=None, help='clip the gradient norm to this value')
+    g.add_argument('--fused_optim', action=argparse.BooleanOptionalAction, default=True,
+                   help='fused optimiser kernel (else foreach); the same math, not always the same last bit')
+    if protocol == 'pretrain':
+        g.add_argument('--mask_ratio', type=Range(float, 0, 1, open_low=True, open_high=True), default=0.9,
+                       help='fraction of tokens masked')
+        g.add_argument('--motion_stride', type=Range(int, 1), default=1, help='frame distance of the motion target')
+        g.add_argument('--motion_aware_tau', type=NON_NEGATIVE, default=0.8,
+                       help='temperature of the motion-aware masking (0: uniform random masking)')
+    if protocol in ('finetune', 'tune'):
+        g.add_argument('--layer_decay', type=Range(float, 0, 1, open_low=True), default=0.75,
+                       help='layer-wise lr decay')
+    if protocol == 'tune':
+        g.add_argument('--queue_size', type=Range(int, 1), default=16384,
+                       help='support queue of past embeddings, searched for the nearest neighbours')
+        g.add_argument('--temperature', type=POSITIVE, default=0.1, help='of the contrastive (InfoNCE) loss')
+    if protocol == 'detect':
+        g.add_argument('--lr_steps', type=Range(int, 1), nargs='+', default=[],
+                       help='epochs at which the lr drops x0.1 (the published detection schedule: 40); empty: the '
+                            'cosine schedule')
+        g.add_argument('--nesterov', action=argparse.BooleanOptionalAction, default=True, help='Nesterov momentum of the SGD')
+    if protocol == 'finetune':
+        g.add_argument('--smoothing', type=Range(float, 0, 1, open_high=True), default=0.1, help='label smoothing')
+
+
+def add_run_flags(g, protocol):
+    """Where and how a run goes: output, device, seed, data loading, precision; for training also TensorBoard,
+    checkpoints, resuming and the evaluation options of the classifiers."""
+    bool_flag = argparse.BooleanOptionalAction
+    training = protocol in TRAINING
+    g.add_argument('--output_dir', default='./output_dir', help='checkpoints, log.txt and config.yaml' if training
+                   else f'{protocol}.json, the result')
+    g.add_argument('--device', default='auto', help="'cuda', 'cpu' or 'auto' (cuda when available)")
+    g.add_argument('--seed', type=Range(int, 0, 2 ** 32 - 1), default=0,
+                   help='seeds the initial weights, the data order, the augmentation and the masking' if training
+                   else 'seeds the randomly initialised encoder (without --finetune)' +
+                   (' and the episodes' if protocol == 'fewshot' else ''))
+    g.add_argument('--num_workers', type=Range(int, 0), default=None,
+                   help='data loading processes per rank (default: 0 on CPU, up to 8 on CUDA)')
+    g.add_argument('--pin_mem', action=bool_flag, default=None, help='pinned host memory (default: on CUDA)')
+    g.add_argument('--amp', choices=('none', 'bf16', 'fp16'), default='none', help='autocast precision')
     if protocol != 'pretrain':
-        g.add_argument('--finetune', default='', help='pre-training checkpoint to start from (ours or official)')
-    if protocol in ('linprobe', 'finetune', 'knn'):
+        g.add_argument('--finetune', default='', help='pre-training checkpoint to start from (ours or official)' if
+                       training else 'checkpoint of the encoder to evaluate (default: none, a randomly initialised '
+                                     'encoder)')
+    if not training:
+        return
+    g.add_argument('--log_dir', default=None, help='TensorBoard events (default: output_dir)')
+    g.add_argument('--compile', action=bool_flag, default=False, help='torch.compile the model')
+    g.add_argument('--gpu_aug', action=bool_flag, default=False,
+                   help='crop-resize and rotate the training batch on the device instead of in the loaders')
+    g.add_argument('--resume', default='', help='checkpoint to continue from')
+    g.add_argument('--auto_resume', action=bool_flag, default=False,
+                   help='continue from the newest checkpoint in output_dir when there is one')
+    g.add_argument('--overwrite', action=bool_flag, default=False,
+                   help='start afresh in an output_dir that holds an earlier run, removing its checkpoints and '
+                        'TensorBoard events once the inputs are checked (without it such a run stops; '
+                        '--auto_resume continues the earlier run)')
+    g.add_argument('--start_epoch', type=Range(int, 0), default=0, help='first epoch (set by --resume)')
+    g.add_argument('--save_every', type=Range(int, 1), default=20,
+                   help='keep checkpoint-<epoch>.pth at epochs 0, N, 2N, ... and the last (checkpoint-last.pth '
+                        'every epoch)')
+    g.add_argument('--print_freq', type=Range(int, 1), default=20,
+                   help='log the training loss every this many steps')
+    if protocol == 'pretrain':
+        g.add_argument('--vis_every', type=Range(int, 0), default=0,
+                       help='masking figure of a fixed test sample to TensorBoard every this many epochs and after '
+                            'the last (0: off)')
+    if protocol in ('linprobe', 'finetune'):
         g.add_argument('--eval', action=bool_flag, default=False,
                        help='only evaluate the --resume checkpoint on the test set')
         g.add_argument('--dist_eval', action=bool_flag, default=False,
@@ -292,4 +317,13 @@ def get_args_parser(protocol):
         g.add_argument('--save_scores', action=bool_flag, default=False,
                        help='write output_dir/scores.npz (name, logits and label of every test sample) after '
                             '--eval and after the last epoch, for ensemble.py')
-    return parser
+
+
+def training_settings(protocol):
+    """The config keys of the training entry points that evaluation tool `protocol` does not take (empty for a
+    training protocol): a config it shares with a training run may hold them."""
+    if protocol in TRAINING:
+        return set()
+    own = {a.dest for a in get_args_parser(protocol)._actions}
+    return {a.dest for p in TRAINING for a in get_args_parser(p)._actions} - own
+

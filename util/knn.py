@@ -148,9 +148,12 @@ class KNN:
                                         self.bank.num_classes, k, self.t)
             sums = hit_sums(top.to(device), labels[mine].to(device), self.bank.num_classes)
             stats = accuracies(dist.all_reduce_sum(sums).tolist())
+            if k < 5:  # fewer than 5 neighbours vote for fewer than 5 classes: the rest of a top-5 is a tie
+                stats['acc5'] = None
             by_k[k] = {key: stats[key] for key in ('acc1', 'acc5', 'mean_class_acc')}
+            top5 = '' if stats['acc5'] is None else f", top-5 {stats['acc5']:.2f}%"
             print(f"{name} (k={k}, t={self.t}): {stats['num_samples']} test samples, features {bank.shape[1]}, "
                   f"peak extra memory of the similarity chunks {chunk_bytes / 2 ** 20:.2f} MB: top-1 "
-                  f"{stats['acc1']:.2f}%, top-5 {stats['acc5']:.2f}%, mean class {stats['mean_class_acc']:.2f}% "
+                  f"{stats['acc1']:.2f}%{top5}, mean class {stats['mean_class_acc']:.2f}% "
                   f"after {time.time() - start:.1f} s")
         return by_k, time.time() - start

@@ -73,6 +73,20 @@ def check_output_path(path, flag):
         fail(f"{flag} {path}: no folder {path.parent}; create it or give another path")
 
 
+def check_new_output_file(path, flag):
+    """Stop with one line, before the work, when the output file `path` of `flag` cannot be written where its
+    folder is, or will be (the writer creates it): `path` is a folder, a file stands where a folder must be, or
+    the nearest existing folder is not writable. Nothing is created here: a refused run leaves nothing."""
+    path = Path(path).absolute()
+    if path.is_dir():
+        fail(f"{flag} {path}: is a folder; give a file name")
+    existing = next(p for p in path.parents if p.exists())
+    if not existing.is_dir():
+        fail(f"{flag} {path}: {existing} is a file, so no folder can be made there; give another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        fail(f"{flag} {path}: the folder {existing} is not writable; choose a writable folder")
+
+
 def atomic_write(path, write):
     """write(tmp) to a temporary file beside `path` (created exclusively under a name of its own, never through
     a link: util.lock.temporary), then rename it to `path`: `path` is never half written, and a link planted

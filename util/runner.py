@@ -15,7 +15,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 
-from util import config, data, devices, dist, engine, malloc, output, preemption
+from util import config, data, devices, dist, malloc, output, preemption
 from util.checkpoint import (first_problem, load_checkpoint, load_model, resume_path, run_checkpoints, save_model,
                              save_preempted)
 from util.evaluation import evaluate_and_save
@@ -24,16 +24,17 @@ from util.evaluation import evaluate_and_save
 def setup(args, training=True):
     """Device, process group, output folders and the derived settings; returns the torch.device.
 
-    Derived: lr = blr * effective batch / 256 when no lr is given, num_workers (0 on CPU, up to 8 per
-    process on CUDA), pin_mem (on CUDA), log_dir (output_dir). Unless --eval, rank 0 creates and locks the
-    output folders (output.lock_output_dir). On CPU, freed memory is kept in the heap for reuse. On CUDA the
-    process uses cuda:LOCAL_RANK under torchrun (else the --device given), and float32 matmuls stay in full
+    Derived: num_workers (0 on CPU, up to 8 per process on CUDA), pin_mem (on CUDA); for training also lr =
+    blr * effective batch / 256 when no lr is given and log_dir (output_dir). Unless --eval, rank 0 creates and
+    locks the output folders (output.lock_output_dir). On CPU, freed memory is kept in the heap for reuse. On CUDA
+    the process uses cuda:LOCAL_RANK under torchrun (else the --device given), and float32 matmuls stay in full
     float32: TF32 (Ampere and later) would change the numbers of the published fp32 runs, and --amp bf16 is
     the faster choice anyway. A training run prints its lr and all its settings (also in config.yaml); an
     evaluation (`training` False) only its processes, device and batch.
     """
     device = dist.process_device(devices.resolve_device(args.device))
     dist.init_distributed_mode(device.type)
+    world = dist.get_world_size()
     if device.type == 'cuda':
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
@@ -41,25 +42,26 @@ def setup(args, training=True):
         torch.backends.cudnn.allow_tf32 = False  # in the matmuls and in the patch-embedding convolution
     else:
         malloc.keep_freed_memory()  # reuse freed activations instead of page-faulting them in on every step
-    world = dist.get_world_size()
-    eff_batch_size = args.batch_size * args.accum_iter * world
-    if args.lr is None:
-        args.lr = args.blr * eff_batch_size / 256
     if args.num_workers is None:
         per_process = len(os.sched_getaffinity(0)) // int(os.environ.get('LOCAL_WORLD_SIZE', 1))
         args.num_workers = min(8, max(per_process - 1, 0)) if device.type == 'cuda' else 0
     if args.pin_mem is None:
         args.pin_mem = device.type == 'cuda'
-    args.log_dir = args.log_dir or args.output_dir
     devices.seed_everything(args.seed)  # the model's initial weights: the same in every run with this seed
     if config.eval_only(args) and not resume_path(args):
         config.fail("--eval needs the checkpoint to evaluate: --resume PATH")
-    if dist.is_main_process() and not config.eval_only(args):
-        output.lock_output_dir(args.output_dir)
-        output.make_dir(args.log_dir, '--log_dir')
-    if not training:
+    if not training:  # --eval or an evaluation tool: no lr, TensorBoard or checkpoints; --eval writes nothing
+        if dist.is_main_process() and not config.eval_only(args):
+            output.lock_output_dir(args.output_dir)
         print(f"{Path(sys.argv[0]).name}: {world} process(es) on {device}, batch {args.batch_size} per process")
         return device
+    eff_batch_size = args.batch_size * args.accum_iter * world
+    if args.lr is None:
+        args.lr = args.blr * eff_batch_size / 256
+    args.log_dir = args.log_dir or args.output_dir
+    if dist.is_main_process():
+        output.lock_output_dir(args.output_dir)
+        output.make_dir(args.log_dir, '--log_dir')
     print(f"{Path(sys.argv[0]).name}: {world} process(es) on {device}, effective batch {eff_batch_size}, "
           f"lr {args.lr:.3g}")
     note = published_batch_note(args, world)
@@ -130,7 +132,8 @@ def build_model(args):
     """The configured model; with --finetune (and nothing to resume) initialised from that checkpoint."""
     model = config.resolve_class('model', args.model, f"{args.config}: model")(**args.model_args)
     finetune = getattr(args, 'finetune', '')
-    if finetune and not config.eval_only(args) and not resume_path(args):
+    resumed = hasattr(args, 'resume') and resume_path(args)  # the evaluation tools resume nothing
+    if finetune and not config.eval_only(args) and not resumed:
         from model_transformer import load_pretrained
         try:
             load_pretrained(model, finetune)
@@ -278,7 +281,8 @@ def train(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=No
             save_preempted(args, epoch, position, model_without_ddp, optimizer, loss_scaler, **best, **trained_on)
             stop_preempted(args, log_writer, f"epoch {epoch} step {position['step']}")
         stats = {**{f'train_{k}': v for k, v in train_stats.items()}, 'epoch': epoch, 'n_parameters': n_parameters}
-        scalars = {'perf/samples_per_s': train_stats['samples_per_s'], 'perf/epoch_time_s': train_stats['epoch_time']}
+        scalars = {'train/loss': train_stats['loss'], 'train/lr': train_stats['lr'],
+                   'perf/samples_per_s': train_stats['samples_per_s'], 'perf/epoch_time_s': train_stats['epoch_time']}
         line = f"Epoch {epoch}: train loss {train_stats['loss']:.4f}, {train_stats['samples_per_s']:.1f} samples/s"
         if evaluate is not None:
             test_stats = evaluate(loader_val, model_eval, device, args)
@@ -295,7 +299,7 @@ def train(args, train_one_epoch, make_optimizer, evaluate=None, prepare_model=No
                                      loader_val=loader_val))
         if log_writer is not None:
             for tag, value in scalars.items():
-                log_writer.add_scalar(tag, value, engine.tensorboard_step(epoch + 1))
+                log_writer.add_scalar(tag, value, epoch)  # TensorBoard's step axis is the epoch, as in log.txt
             log_writer.flush()
         output.log_stats(args, stats)
         save_model(args, epoch, model_without_ddp, optimizer, loss_scaler, **best, **trained_on)

@@ -149,7 +149,7 @@ def knn_table(rows):
     width = max(len('kNN of the frozen encoder'), *(len(name) for name, _ in results))
     lines = [f"{'kNN of the frozen encoder':<{width}}  {'top-1':>6}  {'top-5':>6}  {'mean class':>10}  k, t"]
     for name, r in results:
-        lines.append(f"{name:<{width}}  {r['knn_acc1']:>6.2f}  {r['knn_acc5']:>6.2f}  "
+        lines.append(f"{name:<{width}}  {r['knn_acc1']:>6.2f}  {number(r['knn_acc5']):>6}  "
                      f"{number(r.get('knn_mean_class_acc')):>10}  {r['knn_k']}, {r['knn_t']:g}")
     return '\n'.join(lines)
 
