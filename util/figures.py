@@ -261,14 +261,18 @@ def tsne_figure(panels, names, title=None, seed=0):
 
 def timeline_figure(rows, names, length, title):
     """Segments of one recording as rows of bars over its frames: rows [(row label, [(action, start, end, ...)])],
-    e.g. the true and the predicted ones; actions 1..len(names) coloured alike in every row and named on the bar
+    e.g. the true and the predicted ones; each action its own colour (class_colours), alike in every row, and named on the bar
     (in the legend when the bar is too short for the name). A second axis gives the time at 30 fps."""
     fig, ax = plt.subplots(figsize=(DOUBLE_COLUMN, 0.45 + 0.35 * len(rows)))
-    colours = palette(len(names))
+    frames = {}  # action -> its frames over the rows: class_colours names the largest when there are over 20
+    for _, segments in rows:
+        for action, start, end, *_ in segments:
+            frames[int(action)] = frames.get(int(action), 0) + end - start
+    colours = class_colours(frames)
     shown = {}
     for y, (_, segments) in enumerate(reversed(rows)):
         for action, start, end, *_ in segments:
-            colour = colours[int(action) - 1][0]
+            colour = colours[int(action)]
             ax.broken_barh([(start, end - start)], (y - 0.35, 0.7), facecolors=colour, edgecolors='none')
             if (end - start) / max(length, 1) * DOUBLE_COLUMN * 72 > 4.2 * len(names[int(action) - 1]):
                 ax.text((start + end) / 2, y, names[int(action) - 1], ha='center', va='center', fontsize=6)
