@@ -37,6 +37,27 @@ class Range:
         return number
 
 
+class BlocksToTune(Range):
+    """argparse `type` of --tune_blocks: 'all' (every parameter), 'upper' (STARS: the blocks from depth // 2 on)
+    or the number of last blocks, an integer >= 1."""
+
+    WORDS = ('all', 'upper')
+
+    def __init__(self):
+        super().__init__(int, 1)
+
+    def __str__(self):
+        return f"all, upper or {super().__str__()}"
+
+    def __call__(self, value):
+        if value in self.WORDS:
+            return value
+        try:
+            return super().__call__(value)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"expected {self}, got {value}") from None
+
+
 POSITIVE = Range(float, 0, open_low=True)
 NON_NEGATIVE = Range(float, 0)
 
@@ -99,7 +120,25 @@ def get_args_parser(protocol):
     if protocol == 'tune':
         g.add_argument('--queue_size', type=Range(int, 1), default=16384,
                        help='support queue of past embeddings, searched for the nearest neighbours')
-        g.add_argument('--temperature', type=POSITIVE, default=0.1, help='of the contrastive (InfoNCE) loss')
+        g.add_argument('--temperature', type=POSITIVE, default=0.07, help='of the contrastive (InfoNCE) loss')
+        g.add_argument('--tune_blocks', type=BlocksToTune(), default='upper',
+                       help="what the optimiser moves: 'upper' (STARS) the blocks from depth // 2 on, the final "
+                            "norm and the heads, the embeddings and lower blocks frozen; a number N: the last N "
+                            "blocks, the norm and the heads; 'all': every parameter, the embeddings too")
+        g.add_argument('--nn_softmax_over', choices=('predictions', 'neighbours'), default='predictions',
+                       help="'predictions' (NNCLR, STARS): each nearest neighbour is a row of the loss, its softmax "
+                            "over the whole batch's predictions; 'neighbours': each prediction a row, its softmax "
+                            "over the batch's neighbours")
+        g.add_argument('--mask_own_entry', action=bool_flag, default=True,
+                       help="a sample's own (earlier) embedding in the queue is never its nearest neighbour (STARS)")
+        g.add_argument('--oracle_mask_same_action', action=bool_flag, default=False,
+                       help='EXPERIMENTS ONLY, USES THE ACTION LABELS: removes the negatives of the same action '
+                            'from the loss (an oracle, not self-supervised)')
+        g.add_argument('--clip_mode', choices=('per_tensor', 'total'), default='per_tensor',
+                       help="how --clip_grad clips: 'per_tensor' (STARS) each parameter's gradient to that norm, "
+                            "'total' the norm of all gradients together")
+        g.add_argument('--lr_schedule', choices=('constant', 'cosine'), default='constant',
+                       help="after the warm-up: 'constant' (STARS) or a half-cycle cosine down to --min_lr")
     if protocol == 'finetune':
         g.add_argument('--smoothing', type=Range(float, 0, 1, open_high=True), default=0.1, help='label smoothing')
 

@@ -1,4 +1,5 @@
-"""Learning-rate schedule: per-iteration linear warm-up, then a half-cycle cosine down to min_lr."""
+"""Learning-rate schedule: per-iteration linear warm-up, then a half-cycle cosine down to min_lr (or, with
+--lr_schedule constant, the lr itself)."""
 import math
 
 
@@ -9,6 +10,8 @@ def adjust_learning_rate(optimizer, epoch, args):
     """
     if epoch < args.warmup_epochs:
         lr = args.lr * epoch / args.warmup_epochs
+    elif getattr(args, 'lr_schedule', 'cosine') == 'constant':
+        lr = args.lr
     else:
         progress = (epoch - args.warmup_epochs) / max(args.epochs - args.warmup_epochs, 1e-8)
         lr = args.min_lr + (args.lr - args.min_lr) * 0.5 * (1. + math.cos(math.pi * progress))
