@@ -188,6 +188,9 @@ def get_args_parser(protocol):
         fs = parser.add_argument_group('few-shot evaluation (util/fewshot.py)')
         fs.add_argument('--held_out_actions', type=Range(int, 1), nargs='+', default=[],
                         help='action numbers (from 1) held out from pre-training and tuning: the episode classes')
+        fs.add_argument('--fewshot_splits', choices=('train', 'test'), nargs='+', default=['train', 'test'],
+                        help="the splits whose samples of the held-out actions the episodes draw from (STARS: "
+                             "train and test, every NTU-120 cross-subject sample of the actions NTU-60 lacks)")
         fs.add_argument('--ways', type=Range(int, 2), default=5, help='classes per episode')
         fs.add_argument('--shots', type=Range(int, 1), nargs='+', default=[1, 5],
                         help='support samples per class (several: each in turn)')
