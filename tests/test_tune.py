@@ -222,6 +222,16 @@ def test_cameras_from_sample_names():
     assert purity.cameras(['0005-M_0', 'train_1']) is None
 
 
+def test_purity_counts_the_neighbours_from_the_queue():
+    """Samples 0-3 (actions 0, 0, 1, 1; cameras L, M, L, L): 0's neighbour 1 shares the action, not the camera;
+    1's neighbour 2 neither; 3's neighbour 2 both; 2 has none (-1) and is not counted: 2 of 3 and 1 of 3."""
+    counter = purity.Purity([0, 0, 1, 1], ['0001-L_0', '0001-M_0', '0002-L_0', '0002-L_1'], torch.device('cpu'))
+    counter.add(torch.tensor([0, 1]), torch.tensor([1, 2]))
+    counter.add(torch.tensor([2, 3]), torch.tensor([-1, 2]))
+    assert counter.result() == pytest.approx({'nn_action_purity': 200 / 3, 'nn_camera_purity': 100 / 3})
+    assert purity.Purity([0], ['train_0'], torch.device('cpu')).result() == {}
+
+
 def test_views_are_the_feeders_own_augmentation(work):
     """View 0 is the one-view feeder's item for the same seed, view 1 another crop and rotation; the batched
     items equal the items one by one; views=1 is the plain feeder."""
