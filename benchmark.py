@@ -9,7 +9,8 @@ Sections (select with --only):
   pretrain  MAMP training step (forward + backward + AdamW) at each --decoder_depth, --amp precision and, with
             --compile, also under torch.compile;
   tune      contrastive tuning step (model_tune.NNCLR: both views through the encoder, projector and predictor,
-            nearest neighbours in a full queue of 8192, AdamW with layer decay), as main_tune.py;
+            nearest neighbours in a full queue of 8192, AdamW over the upper half of the blocks with layer decay),
+            as main_tune.py;
   linprobe  linear-probe training step: frozen encoder in eval mode, non-affine BatchNorm + Linear, SGD;
   finetune  fine-tuning training step (MLP head, drop path 0.3, label smoothing, AdamW with layer decay);
   eval      classifier forward under inference_mode;

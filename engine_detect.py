@@ -167,7 +167,7 @@ class DetectionEvaluation:
                   + ', '.join(f"{k} {v[k]:.2f}%" for k in v) + f"; frame accuracy {stats['frame_acc']:.2f}% "
                   f"({path}, proposals in {Path(self.args.output_dir) / 'proposals'})")
             if log_writer is not None:
-                step = engine.tensorboard_step(epoch + 1)
+                step = epoch  # TensorBoard's step axis is the epoch
                 for kind in ('mAP_a', 'mAP_v'):
                     for theta, value in stats[kind].items():
                         log_writer.add_scalar(f'test/{kind}@{theta}', value, step)

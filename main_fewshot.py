@@ -7,8 +7,10 @@ pre-training and tuning: a pre-training or tuning checkpoint (--finetune), or th
         [--ways 4 --shots 1 5 --queries 15 --episodes 1000]
 
 The held-out actions (held_out_actions, numbered from 1) are read with the config's val_feeder_args (centre
-crop). Prints the mean accuracy and its 95% interval for each --shots and writes output_dir/fewshot.json:
-{"ways", "queries", "episodes", "held_out_actions", "classes", "finetune", "by_shots": {"1": {"acc", "ci95"}}}
+crop) from the splits of --fewshot_splits: by default both, as STARS evaluates on every NTU-120 cross-subject
+sample of the actions NTU-60 lacks. Prints the mean accuracy and its 95% interval for each --shots and writes output_dir/fewshot.json:
+{"ways", "queries", "episodes", "held_out_actions", "classes", "samples", "splits", "finetune",
+"by_shots": {"1": {"acc", "ci95"}}}
 (accuracies in %).
 """
 import numpy as np
@@ -23,31 +25,33 @@ def check_args(args):
         fail(f"{args.config}: no held_out_actions: list the action numbers held out from pre-training and tuning")
 
 
-def held_out(args, dataset):
-    """(the held-out classes with samples enough for every episode, the indices of their samples); fails with
+def held_out(args, datasets):
+    """The held-out classes with samples enough for every episode over the `datasets` (one per split); fails with
     one line on an action the data does not have and when fewer than --ways classes are left."""
+    first = datasets[0]
     try:
-        labels = actions.action_labels(args.held_out_actions, dataset.num_classes)
+        labels = actions.action_labels(args.held_out_actions, first.num_classes)
     except ValueError as e:
-        fail(f"held_out_actions (--held_out_actions, or in {args.config}): {e} in {dataset.data_path}")
+        fail(f"held_out_actions (--held_out_actions, or in {args.config}): {e} in {first.data_path}")
     needed = max(args.shots) + args.queries
-    classes = fewshot.usable_classes(dataset.label, labels, needed)
+    classes = fewshot.usable_classes(np.concatenate([d.label for d in datasets]), labels, needed)
     if len(classes) < args.ways:
         fail(f"--ways {args.ways}: only {len(classes)} of the {len(labels)} held-out actions have {needed} samples "
-             f"(shots + queries) in the {dataset.split} split of {dataset.data_path}; lower --ways, --shots or "
-             f"--queries")
-    return classes, np.flatnonzero(np.isin(dataset.label, classes))
+             f"(shots + queries) in the {' + '.join(args.fewshot_splits)} split(s) of {first.data_path}; lower "
+             f"--ways, --shots or --queries")
+    return classes
 
 
 def main(args):
     check_args(args)
-    dataset = data.build_dataset(args, 'val_feeder_args')
-    classes, index = held_out(args, dataset)
+    datasets = [data.build_dataset(args, 'val_feeder_args', split=split) for split in args.fewshot_splits]
+    classes = held_out(args, datasets)
     device = runner.setup(args, training=False)
     model = runner.build_model(args).to(device)
-    features, labels = knn.features(knn.PooledFeatures(model), dataset, index, device, knn.loader_options(args),
-                                    args.amp)
-    features, labels = features.numpy(), labels.numpy()
+    parts = [knn.features(knn.PooledFeatures(model), dataset, np.flatnonzero(np.isin(dataset.label, classes)),
+                          device, knn.loader_options(args), args.amp) for dataset in datasets]
+    features = np.concatenate([f.numpy() for f, _ in parts])
+    labels = np.concatenate([y.numpy() for _, y in parts])
     by_shots = {}
     for shots in args.shots:
         accuracies = fewshot.episode_accuracies(features, labels, classes, args.ways, shots, args.queries,
@@ -55,10 +59,11 @@ def main(args):
         mean, half = fewshot.interval(accuracies)
         by_shots[str(shots)] = {'acc': 100 * mean, 'ci95': 100 * half}
         print(f"{args.ways}-way {shots}-shot ({args.queries} queries a class, {args.episodes} episodes over "
-              f"{len(classes)} held-out actions, {len(index)} samples): {100 * mean:.2f} +- {100 * half:.2f}%")
+              f"{len(classes)} held-out actions, {len(labels)} samples of the {' + '.join(args.fewshot_splits)} "
+              f"split(s)): {100 * mean:.2f} +- {100 * half:.2f}%")
     stats = {'ways': args.ways, 'queries': args.queries, 'episodes': args.episodes,
-             'held_out_actions': sorted(args.held_out_actions), 'classes': len(classes), 'finetune': args.finetune,
-             'by_shots': by_shots}
+             'held_out_actions': sorted(args.held_out_actions), 'classes': len(classes), 'samples': len(labels),
+             'splits': list(args.fewshot_splits), 'finetune': args.finetune, 'by_shots': by_shots}
     return runner.finish_evaluation(args, 'fewshot.json', stats)
 
 

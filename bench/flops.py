@@ -24,7 +24,8 @@ def model_flops(section, batch, size, decoder_depth=None):
     'tune' (model_tune.NNCLR, two views of the batch, one process): the encoder over both views, the projector
     (3 layers) and predictor (2 layers) on the 2 x batch pooled features, the nearest-neighbour search of both
     views' z in the full queue (no gradient: forward only), and the two InfoNCE logit matrices (batch x batch),
-    whose backward computes the predictions' gradient only (1x).
+    whose backward computes the predictions' gradient only (1x). As STARS, only blocks depth // 2 on are tuned:
+    the embeddings and the lower blocks have no backward.
     """
     D, C, mlp = size['dim_feat'], size['dim_in'], size['mlp_ratio']
     grid_t = size['num_frames'] // size['t_patch_size']
@@ -39,11 +40,13 @@ def model_flops(section, batch, size, decoder_depth=None):
         return embed + encoder + decoder, 2 * embed + 3 * (encoder + decoder)
     if section == 'tune':
         P, H, H2 = size['proj_dim'], size['proj_hidden_dim'], size['pred_hidden_dim']
-        encoder = size['depth'] * block_flops(2 * seqs * L, L, D, mlp)
+        frozen = size['depth'] // 2 * block_flops(2 * seqs * L, L, D, mlp)
+        tuned = (size['depth'] - size['depth'] // 2) * block_flops(2 * seqs * L, L, D, mlp)
         heads = 2 * 2 * batch * (D * H + H * H + H * P + P * H2 + H2 * P)
         search = 2 * 2 * batch * size['queue_size'] * P
         logits = 2 * 2 * batch * batch * P
-        return 2 * embed + encoder + heads + search + logits, 4 * embed + 3 * (encoder + heads) + search + 2 * logits
+        forward = 2 * embed + frozen + tuned + heads + search + logits
+        return forward, 2 * embed + frozen + 3 * (tuned + heads) + search + 2 * logits
     encoder = size['depth'] * block_flops(seqs * L, L, D, mlp)
     if section == 'linprobe':
         head = 2 * batch * D * size['num_classes']

@@ -12,6 +12,6 @@ FULL = dict(dim_feat=256, depth=8, num_heads=8, mlp_ratio=4, num_frames=120, num
 QUICK = dict(FULL, dim_feat=32, depth=2, num_heads=2, num_frames=24, num_classes=10, feeder_frames=60,
              matmul_size=256, proj_hidden_dim=64, proj_dim=16, pred_hidden_dim=64, queue_size=64)
 PRETRAIN_CALL = dict(motion_stride=1, motion_aware_tau=0.8)  # published MAMP settings; mask_ratio from the size
-TUNE_TEMPERATURE = 0.1  # NNCLR's, as config/*/tune.yaml (whose heads and queue are FULL's)
+TUNE_TEMPERATURE = 0.07  # STARS', as config/*/tune.yaml (whose heads and queue are FULL's)
 FINETUNE_DROP_PATH = 0.3
 CROP = (0.5, 1.0)  # the training feeder's crop ratio interval

@@ -30,6 +30,7 @@ def build(section, size, device, precision, fused, decoder_depth=None):
     import main_finetune
     import main_linprobe
     import main_pretrain
+    import main_tune
     from util.engine import set_train_mode
 
     args = train_args(precision, fused)
@@ -40,10 +41,13 @@ def build(section, size, device, precision, fused, decoder_depth=None):
         return model, main_pretrain.make_optimizer(model, args), lambda m, x, y: m(x, **call)[0]
     if section == 'tune':  # the second view: the batch reversed in time (the same cost as another crop)
         model = NNCLR(**model_args(size), proj_hidden_dim=size['proj_hidden_dim'], proj_dim=size['proj_dim'],
-                      pred_hidden_dim=size['pred_hidden_dim'], queue_size=size['queue_size']).to(device)
+                      pred_hidden_dim=size['pred_hidden_dim'], queue_size=size['queue_size'])
+        main_tune.freeze(model, 'upper')  # STARS: the upper half of the blocks, as config/*/tune.yaml
+        model.to(device)
         fill_queue(model)
         return (model, main_finetune.make_optimizer(model, args),
-                lambda m, x, y: m(x, x.flip(2), temperature=TUNE_TEMPERATURE))
+                lambda m, x, y: m(x, x.flip(2), torch.arange(len(x), device=x.device),
+                                  temperature=TUNE_TEMPERATURE)[0])
     if section == 'linprobe':
         model = SkeletonTransformer(**model_args(size), num_classes=size['num_classes'], protocol='linprobe')
         main_linprobe.prepare_model(model)
@@ -60,10 +64,12 @@ def build(section, size, device, precision, fused, decoder_depth=None):
 
 
 def fill_queue(model):
-    """A full support queue of random unit rows, as after the first epochs: every step searches all of it."""
+    """A full support queue of random unit rows of other samples than the batch's, as after the first epochs:
+    every step searches all of it."""
     with torch.no_grad():
         model.queue.copy_(F.normalize(torch.randn(model.queue.shape), dim=1).to(model.queue.device))
         model.queue_len.fill_(len(model.queue))
+        model.queue_id.copy_(torch.arange(len(model.queue)) + 10 ** 6)
 
 
 def skeleton_batch(batch, frames, size, device, seed=0):

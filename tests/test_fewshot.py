@@ -106,7 +106,7 @@ def fewshot_config(work):
     return write_config(work['root'] / 'fewshot.yaml', 'ntu60_xsub/fewshot.yaml', work['npz'],
                         val_feeder_args={'data_path': str(work['npz']), 'split': 'train'},
                         model_args={'num_classes': 60}, held_out_actions=[1, 2, 3, 4], ways=3, shots=[1, 2],
-                        queries=3, episodes=40)
+                        queries=3, episodes=40, fewshot_splits=['train'])
 
 
 def run_fewshot(cfg, out, *flags):
@@ -129,11 +129,23 @@ def test_fewshot_entry_point_writes_every_shot(fewshot_config, tmp_path, capsys)
     assert again['by_shots'] == stats['by_shots']
 
 
+def test_fewshot_draws_from_both_splits_by_default(fewshot_config, tmp_path):
+    """Without fewshot_splits (STARS' data): the 24 training and 11 test samples of the four actions."""
+    ntu = config.parse_args('fewshot', ['--config', str(ROOT / 'config' / 'ntu60_xsub' / 'fewshot.yaml')])
+    assert ntu.fewshot_splits == ['train', 'test']
+    both = run_fewshot(fewshot_config, tmp_path / 'both', '--fewshot_splits', 'train', 'test')
+    train = run_fewshot(fewshot_config, tmp_path / 'train')
+    assert (both['samples'], both['splits'], train['samples'], train['splits']) == (35, ['train', 'test'], 24,
+                                                                                    ['train'])
+    assert both['by_shots'] != train['by_shots']
+
+
 @pytest.mark.parametrize('flags, words', [
     (['--held_out_actions', '3', '61'], 'unknown action 61: the actions are numbered 1 to 60'),
     (['--ways', '5'], '--ways 5: only 4 of the 4 held-out actions'),
     (['--shots', '4', '--queries', '3'], 'have 7 samples'),
-    (['--ways', '1'], 'argument --ways: expected an integer >= 2, got 1')])
+    (['--ways', '1'], 'argument --ways: expected an integer >= 2, got 1'),
+    (['--fewshot_splits', 'val'], "argument --fewshot_splits: invalid choice: 'val'")])
 def test_fewshot_bad_input_is_one_line_and_writes_nothing(fewshot_config, tmp_path, flags, words):
     with pytest.raises(SystemExit) as stop:
         run_fewshot(fewshot_config, tmp_path / 'out', *flags)

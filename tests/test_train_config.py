@@ -62,9 +62,10 @@ def test_configs_resolve_with_published_values(path):
     dataset = 'pku_v2' if path.parent.name == 'transfer' else path.parent.name
     ntu120 = dataset.startswith('ntu120')
     data_file = DATA_FILES[dataset]
-    if path.stem == 'fewshot':  # the 60 actions NTU-120 adds, in its cross-subject test split
+    if path.stem == 'fewshot':  # the 60 actions NTU-120 adds, all their cross-subject samples (STARS)
         assert args.held_out_actions == list(range(61, 121)) and args.model_args['num_classes'] == 120
-        assert (args.val_feeder_args['data_path'], args.val_feeder_args['split']) == (DATA_FILES['ntu120_xsub'], 'test')
+        assert (args.val_feeder_args['data_path'], args.fewshot_splits) == (DATA_FILES['ntu120_xsub'],
+                                                                            ['train', 'test'])
         return
     if path.stem == 'detect':  # Simple-Skeleton-Detection's protocol (docs/detection.md)
         untrimmed = data_file.replace('.npz', '_untrimmed.npz')
@@ -87,10 +88,16 @@ def test_configs_resolve_with_published_values(path):
         assert (args.mask_ratio, args.epochs, args.warmup_epochs, args.batch_size) == (0.9, 400, 20, 32)
         assert (args.lr, args.min_lr, args.weight_decay) == (1e-3, 5e-4, 0.05)
         return
-    if path.stem == 'tune':  # NNCLR's head sizes and temperature; two views from the training feeder
+    if path.stem == 'tune':  # NNCLR's head sizes, STARS' settings; two views from the training feeder
         assert args.model == 'model_tune.NNCLR' and args.train_feeder_args['views'] == 2
         assert [args.model_args[k] for k in ('proj_hidden_dim', 'proj_dim', 'pred_hidden_dim')] == [2048, 256, 4096]
-        assert (args.temperature, args.model_args['drop_path_rate']) == (0.1, 0.0)
+        assert (args.temperature, args.model_args['drop_path_rate']) == (0.07, 0.0)
+        assert (args.tune_blocks, args.nn_softmax_over, args.mask_own_entry, args.oracle_mask_same_action) == (
+            'upper', 'predictions', True, False)
+        assert (args.epochs, args.batch_size, args.warmup_epochs, args.lr_schedule) == (10, 32, 0, 'constant')
+        assert (args.clip_grad, args.clip_mode, args.weight_decay) == (3.0, 'per_tensor', 0.01)
+        pku = dataset.startswith('pku')
+        assert (args.lr, args.layer_decay) == ((1e-4, 0.35) if pku else (1e-3, 0.40 if ntu120 else 0.45))
         assert args.val_feeder_args['data_path'] == data_file and args.val_feeder_args['p_interval'] == [0.95]
         return
     assert args.model == 'model_transformer.SkeletonTransformer'

@@ -51,10 +51,13 @@ class LossScaler:
 
     The loss is scaled by a GradScaler for --amp fp16 only; for none and bf16 the scaler is disabled and
     costs nothing. Nothing here reads a value back to the host (a fp16 step does, to skip overflows).
+    Clipping bounds the norm of all gradients together, or with --clip_mode per_tensor each parameter's
+    gradient on its own (g * min(1, clip / (|g| + 1e-6)), as STARS clips).
     """
 
     def __init__(self, args, device):
         self._scaler = torch.amp.GradScaler(device.type, enabled=args.amp == 'fp16')
+        self._per_tensor = getattr(args, 'clip_mode', 'total') == 'per_tensor'
 
     def __call__(self, loss, optimizer, parameters, clip_grad=None, update_grad=True):
         self._scaler.scale(loss).backward()
@@ -62,7 +65,8 @@ class LossScaler:
             return
         if clip_grad is not None:
             self._scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(parameters, clip_grad)
+            for group in ([p] for p in parameters) if self._per_tensor else [parameters]:
+                torch.nn.utils.clip_grad_norm_(group, clip_grad)
         self._scaler.step(optimizer)
         self._scaler.update()
 

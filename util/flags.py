@@ -43,6 +43,27 @@ class Range:
         return number
 
 
+class BlocksToTune(Range):
+    """argparse `type` of --tune_blocks: 'all' (every parameter), 'upper' (STARS: the blocks from depth // 2 on)
+    or the number of last blocks, an integer >= 1."""
+
+    WORDS = ('all', 'upper')
+
+    def __init__(self):
+        super().__init__(int, 1)
+
+    def __str__(self):
+        return f"all, upper or {super().__str__()}"
+
+    def __call__(self, value):
+        if value in self.WORDS:
+            return value
+        try:
+            return super().__call__(value)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"expected {self}, got {value}") from None
+
+
 POSITIVE = Range(float, 0, open_low=True)
 NON_NEGATIVE = Range(float, 0)
 MAX_WINDOW = 1000  # frames of a resampled sequence: the recordings have at most 300 (NTU) / 300 (PKU-MMD clips)
@@ -204,6 +225,9 @@ def get_args_parser(protocol):
         fs = parser.add_argument_group('few-shot evaluation (util/fewshot.py)')
         fs.add_argument('--held_out_actions', type=Range(int, 1), nargs='+', default=[],
                         help='action numbers (from 1) held out from pre-training and tuning: the episode classes')
+        fs.add_argument('--fewshot_splits', choices=('train', 'test'), nargs='+', default=['train', 'test'],
+                        help="the splits whose samples of the held-out actions the episodes draw from (STARS: "
+                             "train and test, every NTU-120 cross-subject sample of the actions NTU-60 lacks)")
         fs.add_argument('--ways', type=Range(int, 2), default=5, help='classes per episode')
         fs.add_argument('--shots', type=Range(int, 1), nargs='+', default=[1, 5],
                         help='support samples per class (several: each in turn)')
@@ -256,12 +280,31 @@ def add_optimisation_flags(g, protocol):
     if protocol == 'tune':
         g.add_argument('--queue_size', type=Range(int, 1), default=16384,
                        help='support queue of past embeddings, searched for the nearest neighbours')
-        g.add_argument('--temperature', type=POSITIVE, default=0.1, help='of the contrastive (InfoNCE) loss')
+        g.add_argument('--temperature', type=POSITIVE, default=0.07, help='of the contrastive (InfoNCE) loss')
+        g.add_argument('--tune_blocks', type=BlocksToTune(), default='upper',
+                       help="what the optimiser moves: 'upper' (STARS) the blocks from depth // 2 on, the final "
+                            "norm and the heads, the embeddings and lower blocks frozen; a number N: the last N "
+                            "blocks, the norm and the heads; 'all': every parameter, the embeddings too")
+        g.add_argument('--nn_softmax_over', choices=('predictions', 'neighbours'), default='predictions',
+                       help="'predictions' (NNCLR, STARS): each nearest neighbour is a row of the loss, its softmax "
+                            "over the whole batch's predictions; 'neighbours': each prediction a row, its softmax "
+                            "over the batch's neighbours")
+        g.add_argument('--mask_own_entry', action=argparse.BooleanOptionalAction, default=True,
+                       help="a sample's own (earlier) embedding in the queue is never its nearest neighbour (STARS)")
+        g.add_argument('--oracle_mask_same_action', action=argparse.BooleanOptionalAction, default=False,
+                       help='EXPERIMENTS ONLY, USES THE ACTION LABELS: removes the negatives of the same action '
+                            'from the loss (an oracle, not self-supervised)')
+        g.add_argument('--clip_mode', choices=('per_tensor', 'total'), default='per_tensor',
+                       help="how --clip_grad clips: 'per_tensor' (STARS) each parameter's gradient to that norm, "
+                            "'total' the norm of all gradients together")
+        g.add_argument('--lr_schedule', choices=('constant', 'cosine'), default='constant',
+                       help="after the warm-up: 'constant' (STARS) or a half-cycle cosine down to --min_lr")
     if protocol == 'detect':
         g.add_argument('--lr_steps', type=Range(int, 1), nargs='+', default=[],
                        help='epochs at which the lr drops x0.1 (the published detection schedule: 40); empty: the '
                             'cosine schedule')
-        g.add_argument('--nesterov', action=argparse.BooleanOptionalAction, default=True, help='Nesterov momentum of the SGD')
+        g.add_argument('--nesterov', action=argparse.BooleanOptionalAction, default=True,
+                       help='Nesterov momentum of the SGD')
     if protocol == 'finetune':
         g.add_argument('--smoothing', type=Range(float, 0, 1, open_high=True), default=0.1, help='label smoothing')
 
