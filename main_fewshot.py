@@ -6,9 +6,10 @@ pre-training and tuning: a pre-training or tuning checkpoint (--finetune), or th
     python main_fewshot.py --config config/real_pku/fewshot.yaml --data_path PKUv1_XSub.npz --finetune CKPT \
         [--ways 4 --shots 1 5 --queries 15 --episodes 1000]
 
-The held-out actions (held_out_actions, numbered from 1) are read with the config's val_feeder_args (centre
-crop) from the splits of --fewshot_splits: by default both, as STARS evaluates on every NTU-120 cross-subject
-sample of the actions NTU-60 lacks. Prints the mean accuracy and its 95% interval for each --shots and writes output_dir/fewshot.json:
+The held-out actions (held_out_actions, numbered from 1) are read with the config's val_feeder_args (centre crop)
+from the splits of --fewshot_splits: by default both, as STARS evaluates on every NTU-120 cross-subject sample of
+the actions NTU-60 lacks. Prints the mean accuracy and its 95% interval for each --shots and writes
+output_dir/fewshot.json:
 {"ways", "queries", "episodes", "held_out_actions", "classes", "samples", "splits", "finetune",
 "by_shots": {"1": {"acc", "ci95"}}}
 (accuracies in %).

@@ -278,9 +278,9 @@ def check_weights_fit(cls, model_args, weights, file_size, name):
 
 
 def classifier_from_checkpoint(checkpoint):
-    """(classifier in eval mode, settings dict with the checkpoint's train_digests) of a linear-probe or fine-tune checkpoint of main_linprobe.py /
-    main_finetune.py, built from the settings it stores under 'args' (model, model_args, feeder,
-    val_feeder_args), whose class names must be registered (util/registry.py).
+    """(classifier in eval mode, settings dict with the checkpoint's train_digests) of a linear-probe or fine-tune
+    checkpoint of main_linprobe.py / main_finetune.py, built from the settings it stores under 'args' (model,
+    model_args, feeder, val_feeder_args), whose class names must be registered (util/registry.py).
 
     The stored settings are checked as a config's are (the feeder arguments against util.flags.FEEDER_ARGS, the
     model_args by the model's ARG_CHECKS), and the model_args against the weights (check_weights_fit), before

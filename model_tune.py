@@ -2,19 +2,19 @@
 contrastive loss of NNCLR (Dwibedi et al., ICCV 2021), on two augmented views of each sequence.
 
 The encoder's tokens, averaged over bodies, time and joints (as the linear probe's head pools them), go through
-a projector MLP to z; a predictor MLP maps z to p. A support queue holds the L2-normalised z of the first views
-of past batches with the dataset index of each. The nearest neighbour (cosine) in the queue of a sample's first
-view, NN(z1), is the positive of its second view's prediction p2, and the same with the views swapped. As in
-NNCLR's paper and STARS' code, each neighbour is a row of the loss whose softmax runs over the predictions of
-the whole batch (softmax_over='predictions'); softmax_over='neighbours' turns it round (each prediction a row,
-the softmax over the batch's neighbours). A sample's own entry in the queue (its embedding of an earlier step)
-is not its neighbour (mask_own=True, as STARS masks it by sample id). The encoder's weights keep the names of the pre-training checkpoint (NNCLR is a
-SkeletonEncoder, as MAMP is): a tuned checkpoint loads wherever a pre-training checkpoint does, without the
-projector, predictor and queue (model_transformer.load_pretrained drops them).
+a projector MLP to z; a predictor MLP maps z to p. A support queue holds the L2-normalised z of the first views of
+past batches with the dataset index of each. The nearest neighbour (cosine) in the queue of a sample's first view,
+NN(z1), is the positive of its second view's prediction p2, and the same with the views swapped. As in NNCLR's paper
+and STARS' code, each neighbour is a row of the loss whose softmax runs over the predictions of the whole batch
+(softmax_over='predictions'); softmax_over='neighbours' turns it round (each prediction a row, the softmax over the
+batch's neighbours). A sample's own entry in the queue (its embedding of an earlier step) is not its neighbour
+(mask_own=True, as STARS masks it by sample id). The encoder's weights keep the names of the pre-training checkpoint
+(NNCLR is a SkeletonEncoder, as MAMP is): a tuned checkpoint loads wherever a pre-training checkpoint does, without
+the projector, predictor and queue (model_transformer.load_pretrained drops them).
 
-Several processes train as one with the whole batch: the queue receives every rank's embeddings in the order of
-the global batch, the negatives are the neighbours of the whole batch, and the projector's and predictor's
-BatchNorm normalise with the statistics of the whole batch (GlobalBatchNorm1d).
+Several processes train as one with the whole batch: the queue receives every rank's embeddings and ids in the
+order of the global batch, the loss' columns are the predictions (or neighbours) of the whole batch, and the
+projector's and predictor's BatchNorm normalise with the statistics of the whole batch (GlobalBatchNorm1d).
 """
 import torch
 import torch.distributed

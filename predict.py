@@ -188,9 +188,9 @@ def main(argv=None):
         labels = np.full(len(names), -1)
     unknown = int((labels >= num_classes).sum())
     if unknown:
+        last = action_names(dataset)[min(num_classes, len(action_names(dataset))) - 1]
         print(f"warning: {unknown} of the {len(names)} inputs are of actions {args.checkpoint} does not know (its "
-              f"{num_classes} actions end at {action_names(dataset)[min(num_classes, len(action_names(dataset))) - 1]!r}"
-              f"): no true action is shown or scored for them", file=sys.stderr)
+              f"{num_classes} actions end at {last!r}): no true action is shown or scored for them", file=sys.stderr)
     labels = np.where(labels < num_classes, labels, -1)
     split = seen_in_training(settings.get('train_digests'), digests)
 

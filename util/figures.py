@@ -49,7 +49,6 @@ def save(picture, path, dpi=None):
     fig = picture._fig if moving else picture
 
     def write(tmp):
-        tmp.parent.mkdir(parents=True, exist_ok=True)
         if moving:
             picture.save(tmp, writer='pillow' if path.suffix.lower() == '.gif' else 'ffmpeg',
                          dpi=dpi or DPI['animation'])
@@ -213,7 +212,6 @@ def write_per_class_csv(matrix, names, path):
     accuracy = 100 * correct[present] / totals[present]
 
     def write(tmp):
-        tmp.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, 'w', newline='') as f:
             writer = csv.writer(f)
             writer.writerow(['action', 'class', 'samples', 'correct', 'accuracy'])
@@ -261,8 +259,9 @@ def tsne_figure(panels, names, title=None, seed=0):
 
 def timeline_figure(rows, names, length, title):
     """Segments of one recording as rows of bars over its frames: rows [(row label, [(action, start, end, ...)])],
-    e.g. the true and the predicted ones; each action its own colour (class_colours), alike in every row, and named on the bar
-    (in the legend when the bar is too short for the name). A second axis gives the time at 30 fps."""
+    e.g. the true and the predicted ones; each action its own colour (class_colours), alike in every row, and
+    named on the bar (in the legend when the bar is too short for the name). A second axis gives the time at 30
+    fps."""
     fig, ax = plt.subplots(figsize=(DOUBLE_COLUMN, 0.45 + 0.35 * len(rows)))
     frames = {}  # action -> its frames over the rows: class_colours names the largest when there are over 20
     for _, segments in rows:
