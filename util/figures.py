@@ -56,7 +56,7 @@ def save(picture, path, dpi=None):
             fig.savefig(tmp, dpi=dpi or DPI['picture'])
 
     try:
-        atomic_write(path, write)
+        atomic_write(path, write, make_folder=True)
     finally:
         plt.close(fig)
     return path
@@ -219,7 +219,7 @@ def write_per_class_csv(matrix, names, path):
                 c = present[i]
                 writer.writerow([names[c], int(c), int(totals[c]), int(correct[c]), f'{accuracy[i]:.2f}'])
 
-    atomic_write(path, write)
+    atomic_write(path, write, make_folder=True)
     return Path(path)
 
 

@@ -87,15 +87,17 @@ def check_new_output_file(path, flag):
         fail(f"{flag} {path}: the folder {existing} is not writable; choose a writable folder")
 
 
-def atomic_write(path, write):
+def atomic_write(path, write, make_folder=False):
     """write(tmp) to a temporary file beside `path` (created exclusively under a name of its own, never through
-    a link: util.lock.temporary; the folder is made if needed), then rename it to `path`: `path` is never half
-    written, and a link planted beside it is never written through. On a failed write (a full disk, a read-only
-    folder) the temporary file is removed, `path` is untouched and the run stops with one line."""
+    a link: util.lock.temporary; with `make_folder` its folder is made first), then rename it to `path`: `path` is
+    never half written, and a link planted beside it is never written through. On a failed write (a full disk, a
+    read-only or missing folder) the temporary file is removed, `path` is untouched and the run stops with one
+    line."""
     path = Path(path)
     tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if make_folder:
+            path.parent.mkdir(parents=True, exist_ok=True)
         tmp = lock.temporary(path)
         write(tmp)
         os.replace(tmp, path)
