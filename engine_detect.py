@@ -9,6 +9,7 @@ window among the hop frames nearest its centre instead of encoding a window per 
 import hashlib
 import json
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -83,9 +84,10 @@ def cached_features(model, recordings, cache_dir, window, hop, window_size, p_in
     settings = dict(window=window, hop=hop, window_size=window_size, p_interval=p_interval, amp=amp)
     path = Path(cache_dir) / f"{recordings.split}_{cache_key(model, recordings, **settings)}.npz"
     if path.is_file():
-        with np.load(path) as f:
+        found = read_cached(path, len(recordings))
+        if found is not None:
             print(f"Features of the {recordings.split} recordings (window {window}, hop {hop}) read from {path}")
-            return torch.from_numpy(f['features']), f['offsets']
+            return found
     began = time.time()
     features, offsets = split_features(model, recordings, window, hop, window_size, p_interval, device, amp,
                                        batch_size, desc=f'{recordings.split} features (window {window})')
@@ -95,6 +97,22 @@ def cached_features(model, recordings, cache_dir, window, hop, window_size, p_in
         print(f"Features of the {recordings.split} recordings (window {window}, hop {hop}): {len(features)} windows "
               f"in {time.time() - began:.1f} s, cached in {path}")
     return features, offsets
+
+
+def read_cached(path, num_recordings):
+    """(features (W, dim) tensor, offsets (recordings + 1,)) of a feature cache file, or None, with a note, when it
+    cannot be read or does not hold finite features of `num_recordings` recordings (then they are computed
+    again and the file replaced)."""
+    try:
+        with np.load(path) as f:
+            features, offsets = f['features'], f['offsets']
+        if (features.ndim != 2 or offsets.shape != (num_recordings + 1,) or offsets[0] != 0
+                or offsets[-1] != len(features) or (np.diff(offsets) < 0).any() or not np.isfinite(features).all()):
+            raise ValueError("not the features of these recordings")
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        print(f"note: the feature cache {path} cannot be used ({' '.join(str(e).split())[:80]}): computing it again")
+        return None
+    return torch.from_numpy(features), offsets
 
 
 @torch.inference_mode()

@@ -167,6 +167,26 @@ def test_cached_features_are_the_computed_ones(untrimmed, tmp_path):
     assert len(list(tmp_path.glob('*.npz'))) == 2
 
 
+def test_a_damaged_or_wrong_feature_cache_is_computed_again(untrimmed, tmp_path, capsys):
+    """A cache file cut short, or holding features of other recordings or non-finite ones, is not used: a note,
+    then the computed features, which replace the file."""
+    model, recordings = tiny_model(), Recordings(untrimmed, 'test')
+    settings = dict(window=WINDOW, hop=HOP, window_size=ENCODER['num_frames'], p_interval=1.0, device='cpu',
+                    amp='none', batch_size=64)
+    direct, offsets = engine_detect.cached_features(model, recordings, tmp_path, **settings)
+    path = next(tmp_path.glob('*.npz'))
+    for damage in (lambda: path.write_bytes(path.read_bytes()[:300]),
+                   lambda: np.savez(path, features=direct.numpy(), offsets=offsets[:-1]),
+                   lambda: np.savez(path, features=np.full_like(direct.numpy(), np.nan), offsets=offsets)):
+        damage()
+        capsys.readouterr()
+        features, where = engine_detect.cached_features(model, recordings, tmp_path, **settings)
+        assert 'cannot be used' in capsys.readouterr().out
+        assert torch.equal(features, direct) and np.array_equal(where, offsets)
+        with np.load(path) as f:
+            assert np.array_equal(f['features'], direct.numpy())
+
+
 def test_training_windows_are_labelled_with_their_centre_frame(untrimmed):
     feeder = UntrimmedFeeder(untrimmed, 'train', window_size=16, train_windows=(24, 32, 40))
     assert len(feeder) == 4 * 16 and feeder.num_classes == 52
