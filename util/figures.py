@@ -262,21 +262,24 @@ def timeline_figure(rows, names, length, title):
     e.g. the true and the predicted ones; each action its own colour (class_colours), alike in every row, and
     named on the bar (in the legend when the bar is too short for the name). A second axis gives the time at 30
     fps."""
-    fig, ax = plt.subplots(figsize=(DOUBLE_COLUMN, 0.45 + 0.35 * len(rows)))
     frames = {}  # action -> its frames over the rows: class_colours names the largest when there are over 20
     for _, segments in rows:
         for action, start, end, *_ in segments:
             frames[int(action)] = frames.get(int(action), 0) + end - start
     colours = class_colours(frames)
-    shown = {}
+    bars, shown = [], {}  # (y, action, start, end, named on the bar); actions named in the legend
     for y, (_, segments) in enumerate(reversed(rows)):
         for action, start, end, *_ in segments:
-            colour = colours[int(action)]
-            ax.broken_barh([(start, end - start)], (y - 0.35, 0.7), facecolors=colour, edgecolors='none')
-            if (end - start) / max(length, 1) * DOUBLE_COLUMN * 72 > 4.2 * len(names[int(action) - 1]):
-                ax.text((start + end) / 2, y, names[int(action) - 1], ha='center', va='center', fontsize=6)
-            else:
-                shown[int(action)] = colour
+            on_bar = (end - start) / max(length, 1) * DOUBLE_COLUMN * 72 > 4.2 * len(names[int(action) - 1])
+            bars.append((y, int(action), start, end, on_bar))
+            if not on_bar:
+                shown[int(action)] = colours[int(action)]
+    legend_rows = -(-len(shown) // 4)
+    fig, ax = plt.subplots(figsize=(DOUBLE_COLUMN, 1.3 + 0.35 * len(rows) + 0.2 * legend_rows))
+    for y, action, start, end, on_bar in bars:
+        ax.broken_barh([(start, end - start)], (y - 0.35, 0.7), facecolors=colours[action], edgecolors='none')
+        if on_bar:
+            ax.text((start + end) / 2, y, names[action - 1], ha='center', va='center', fontsize=6)
     ax.set_yticks(range(len(rows)), [label for label, _ in reversed(rows)])
     ax.set_xlim(0, length)
     ax.set_ylim(-0.5, len(rows) - 0.5)
@@ -284,7 +287,7 @@ def timeline_figure(rows, names, length, title):
     seconds = ax.secondary_xaxis('top', functions=(lambda f: f / 30, lambda s: s * 30))
     seconds.set_xlabel('time (s, 30 fps)')
     if shown:
-        ax.legend(handles=[matplotlib.patches.Patch(color=c, label=names[a - 1]) for a, c in sorted(shown.items())],
-                  loc='upper center', bbox_to_anchor=(0.5, -0.45 - 0.1 * len(rows)), ncol=4)
+        fig.legend(handles=[matplotlib.patches.Patch(color=c, label=names[a - 1]) for a, c in sorted(shown.items())],
+                   loc='outside lower center', ncol=4)
     ax.set_title(title)
     return fig
