@@ -5,7 +5,9 @@
 # initialised encoder, fine-tuning after MAMP and training from scratch with the same budget; then the tuning
 # study: MAMP for 20 epochs and contrastive tuning (main_tune.py) for 5 epochs, against MAMP alone for 25
 # epochs, each with linear probe, kNN (k = 1 and 20) and fine-tuning, and the three again without 4 held-out
-# actions for few-shot episodes on them -> a table of the test accuracies.
+# actions for few-shot episodes on them; temporal action detection in the untrimmed recordings (main_detect.py)
+# with the frozen encoder and fine-tuned, from MAMP, the MAE baseline and random init -> a table of the test
+# accuracies and detection mAP.
 # Models and schedules: config/real_pku/*.yaml. Each run writes a fresh folder OUTPUT_ROOT/<date>-<time>:
 # data/ (the arrays), and per benchmark XSub/, XView/ one output folder per stage with its log.txt,
 # checkpoints, TensorBoard events, config.yaml and <stage>.log (the stage's console output). On screen: each
@@ -14,8 +16,8 @@
 #   SEED         initial weights and augmentation (default 0)
 #   OUTPUT_ROOT  default real_pku_output in the repository
 #   DEVICE       auto (default: cuda when available), cpu or cuda
-#   PARTS        which parts of the study run, in this order (default: all four): mamp (MAMP, its probes
-#                and random init), mae (the MAE baseline), finetune (fine-tune and scratch), tuning
+#   PARTS        which parts of the study run, in this order (default: all five): mamp (MAMP, its probes
+#                and random init), mae (the MAE baseline), finetune (fine-tune and scratch), tuning, detect
 #   BENCHMARKS   default "XSub XView"
 # `bash scripts/real_pku.sh table` runs nothing and prints the table of all runs in OUTPUT_ROOT (e.g. one per
 # seed) pooled: mean, standard deviation and range over the runs.
@@ -23,17 +25,25 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 OUTPUT_ROOT=$(realpath -m "${OUTPUT_ROOT:-$REPO/real_pku_output}")  # relative to the caller
 read -r -a BENCHMARKS <<< "${BENCHMARKS:-XSub XView}"
-read -r -a PARTS <<< "${PARTS:-mamp mae finetune tuning}"
+read -r -a PARTS <<< "${PARTS:-mamp mae finetune tuning detect}"
 
 table() {  # table RUNS: the accuracy table of one run folder, or of a wildcard pattern pooling several; rows of
   # stages that were not run (PARTS) are left out
   local rows=() b row encoder protocol stem
   local -A encoders=([mamp]="MAMP 20 epochs" [tune]="MAMP 20 + tuning 5" [mamp_long]="MAMP 25 epochs")
+  local -A detectors=([mamp]="MAMP" [mae]="MAE" [random]="random init")
   for b in "${BENCHMARKS[@]}"; do
     rows+=("$b linear probe after MAMP=$1/$b/linear_mamp" "$b linear probe after MAE=$1/$b/linear_mae"
            "$b linear probe from random init=$1/$b/linear_random" "$b kNN after MAMP=$1/$b/knn_mamp"
            "$b kNN after MAE=$1/$b/knn_mae" "$b kNN from random init=$1/$b/knn_random"
            "$b fine-tune after MAMP=$1/$b/finetune_mamp" "$b from scratch=$1/$b/scratch")
+    for mode in linear finetune; do  # detection: mAP_a and mAP_v at IoU 0.1, 0.3 and 0.5, from detection.json
+      for encoder in mamp mae random; do
+        for figure in mAP_a@0.1 mAP_a@0.3 mAP_a@0.5 mAP_v@0.1 mAP_v@0.3 mAP_v@0.5; do
+          rows+=("$b detection ($mode) from ${detectors[$encoder]}: $figure=$1/$b/detect_${mode}_$encoder#$figure")
+        done
+      done
+    done
     compgen -G "$1/$b/tune" > /dev/null || continue  # the tuning study's rows, for runs of its part
     for protocol in "linear probe=linear_" "kNN k=1=knn_#1" "kNN k=20=knn_#20" "fine-tune=finetune_" \
                     "4-way 1-shot=fewshot_heldout_#1" "4-way 5-shot=fewshot_heldout_#5"; do
@@ -58,8 +68,8 @@ if [ "${1:-}" = table ]; then
 fi
 for part in "${PARTS[@]}"; do
   case $part in
-    mamp | mae | finetune | tuning) ;;
-    *) echo "error: PARTS: unknown part '$part' (expected some of: mamp mae finetune tuning)" >&2; exit 1 ;;
+    mamp | mae | finetune | tuning | detect) ;;
+    *) echo "error: PARTS: unknown part '$part' (expected some of: mamp mae finetune tuning detect)" >&2; exit 1 ;;
   esac
 done
 (cd "$REPO" && python -m util.requirements)  # one line, and no run folder, when they are missing
@@ -75,12 +85,13 @@ progress() {  # the lines of a run's console output that show how far it is (one
   local line
   while IFS= read -r line; do
     case $line in
-      'Epoch '[0-9]*': train loss'* | kNN* | *-way\ *-shot*) echo "   $line" ;;
+      'Epoch '[0-9]*': train loss'* | kNN* | *-way\ *-shot* | 'Detection on'*) echo "   $line" ;;
     esac
   done
 }
 
-stage() {  # stage BENCHMARK NAME ENTRY CONFIG [FLAGS...]: one training run, its console output in its folder
+stage() {  # stage BENCHMARK NAME ENTRY CONFIG [FLAGS...]: one training run, its console output in its folder;
+  # the data file is PKUv1_<BENCHMARK>.npz, or PKUv1_<BENCHMARK>_untrimmed.npz with UNTRIMMED=1
   local benchmark=$1 name=$2 entry=$3 cfg=$4 start=$SECONDS
   local out=$RUN/$benchmark/$name
   local log=$out/$name.log
@@ -88,7 +99,7 @@ stage() {  # stage BENCHMARK NAME ENTRY CONFIG [FLAGS...]: one training run, its
   mkdir -p "$out"
   echo "== $benchmark $name ($(date +%H:%M:%S)), console output in $log"
   if ! PYTHONUNBUFFERED=1 python "$entry" --config "config/real_pku/$cfg.yaml" \
-      --data_path "$RUN/data/PKUv1_$benchmark.npz" --device "$DEVICE" --seed "$SEED" --output_dir "$out" "$@" \
+      --data_path "$RUN/data/PKUv1_$benchmark${UNTRIMMED:+_untrimmed}.npz" --device "$DEVICE" --seed "$SEED" --output_dir "$out" "$@" \
       2>> "$log" | tee -a "$log" | progress; then
     tail -n 5 "$log" >&2
     exit 1
@@ -147,6 +158,15 @@ for part in "${PARTS[@]}"; do
         for encoder in tune pretrain_mamp_long; do
           stage "$b" "finetune_${encoder#pretrain_}" main_finetune.py finetune \
             --finetune "$RUN/$b/$encoder/checkpoint-last.pth"
+        done ;;
+      detect)  # the untrimmed recordings: a frozen encoder and a linear head, and the whole network fine-tuned
+        once "$b" pretrain_mamp main_pretrain.py pretrain_mamp
+        once "$b" pretrain_mae main_pretrain.py pretrain_mae
+        for encoder in mamp mae random; do
+          start=()
+          [ $encoder = random ] || start=(--finetune "$RUN/$b/pretrain_$encoder/checkpoint-last.pth")
+          UNTRIMMED=1 stage "$b" "detect_linear_$encoder" main_detect.py detect "${start[@]}"
+          UNTRIMMED=1 stage "$b" "detect_finetune_$encoder" main_detect.py detect_finetune "${start[@]}"
         done ;;
     esac
   done

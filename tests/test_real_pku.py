@@ -60,7 +60,7 @@ def test_unknown_part_is_one_line_and_no_run_folder(tmp_path):
     result = subprocess.run(['bash', str(ROOT / 'scripts' / 'real_pku.sh')], cwd=tmp_path, capture_output=True,
                             text=True, timeout=60, env={**os.environ, 'OUTPUT_ROOT': 'out', 'PARTS': 'mamp tunign'})
     assert result.returncode == 1 and result.stdout == ''
-    assert result.stderr == "error: PARTS: unknown part 'tunign' (expected some of: mamp mae finetune tuning)\n"
+    assert result.stderr == "error: PARTS: unknown part 'tunign' (expected some of: mamp mae finetune tuning detect)\n"
     assert not (tmp_path / 'out').exists()
 
 
@@ -145,6 +145,34 @@ def test_table_has_the_tuning_study_rows_of_the_runs_that_made_them(tmp_path):
     assert rows['XSub tuning study: kNN k=1, MAMP 20 + tuning 5'][:2] == ['41.00', '11.00']
     assert rows['XSub tuning study: 4-way 5-shot, MAMP 25 epochs'][:2] == ['62.00', '-']
     assert rows['XSub tuning study: fine-tune, MAMP 20 + tuning 5'] == ['77.50', '33.00', '77.50', '(3)', '4']
+
+
+def test_table_has_the_detection_rows_of_every_seed(tmp_path):
+    """A run of PARTS=detect: mAP_a and mAP_v at IoU 0.1, 0.3 and 0.5 of each mode and start, read from
+    detection.json (not from the run's log.txt), pooled over the seeds; the MAE rows absent when no run made them."""
+    for seed, run in enumerate(('20260101-000000', '20260101-000001')):
+        for m, mode in enumerate(('linear', 'finetune')):
+            for e, encoder in enumerate(('mamp', 'random')):
+                folder = tmp_path / 'out' / run / 'XView' / f'detect_{mode}_{encoder}'
+                folder.mkdir(parents=True)
+                base = 20.0 * m + 5.0 * e + 2.0 * seed
+                (folder / 'detection.json').write_text(json.dumps({
+                    'mAP_a': {str(t): base + t for t in (0.1, 0.3, 0.5, 0.7)},
+                    'mAP_v': {str(t): base + 10 + t for t in (0.1, 0.3, 0.5, 0.7)}, 'frame_acc': 60.0}))
+                (folder / 'log.txt').write_text(json.dumps({'epoch': 0, 'train_loss': 1.0}) + '\n')
+    result = subprocess.run(['bash', str(ROOT / 'scripts' / 'real_pku.sh'), 'table'], cwd=tmp_path,
+                            env={**os.environ, 'OUTPUT_ROOT': 'out', 'BENCHMARKS': 'XView'}, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = {name: values.split() for name, values in
+            (re.split(r'\s{2,}', line, maxsplit=1) for line in result.stdout.splitlines()[1:])}
+    assert list(rows) == [f'XView detection ({mode}) from {start}: {kind}@{theta}' for mode in ('linear', 'finetune')
+                          for start in ('MAMP', 'random init') for kind in ('mAP_a', 'mAP_v')
+                          for theta in (0.1, 0.3, 0.5)]
+    # fine-tuned from random init: base 25 + 2 * seed, mAP_v@0.3 = base + 10.3: 35.3 and 37.3 over the seeds
+    assert rows['XView detection (finetune) from random init: mAP_v@0.3'][:5] == ['2', '36.30', '+-', '1.41',
+                                                                                   '(35.30-37.30)']
+    assert rows['XView detection (linear) from MAMP: mAP_a@0.5'][1] == '1.50'
 
 
 def fake_clone(root, videos):

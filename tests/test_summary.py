@@ -139,3 +139,25 @@ def test_a_figure_of_a_knn_or_fewshot_folder_is_chosen_with_a_hash(tmp_path, cap
     (tmp_path / '0' / 'fewshot' / 'fewshot.json').write_text('{"ways": 4}')
     with pytest.raises(SystemExit, match="fewshot.json: expected the JSON object of main_fewshot.py with by_shots"):
         summary.summarize(tmp_path / '0' / 'fewshot')
+
+
+def test_a_detection_folder_gives_its_map_not_its_log(tmp_path, capsys):
+    """detection.json of main_detect.py: mAP_a at IoU 0.5 by default, OUTPUT_DIR#mAP_v@0.3 another; its log.txt
+    (epochs without a test accuracy) is not read; a figure it lacks or a malformed file is one line naming it."""
+    run = tmp_path / 'detect'
+    run.mkdir()
+    (run / 'log.txt').write_text(json.dumps({'epoch': 0, 'train_loss': 2.0}) + '\n')
+    (run / 'detection.json').write_text(json.dumps({'mAP_a': {'0.1': 9.5, '0.5': 4.25},
+                                                    'mAP_v': {'0.1': 30.0, '0.3': 21.0}, 'frame_acc': 66.0}))
+    summary.main([f'a={run}', f'v={run}#mAP_v@0.3'])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert rows == [['a', '4.25', '-', '-', '-'], ['v', '21.00', '-', '-', '-']]
+    with pytest.raises(SystemExit, match=r"detection.json: no figure mAP_v@0.7 \(it has mAP_a@0.1, mAP_a@0.5, "
+                                         r"mAP_v@0.1, mAP_v@0.3\)"):
+        summary.main([f'x={run}#mAP_v@0.7'])
+    (run / 'detection.json').write_text(json.dumps({'mAP_a': 4.0, 'mAP_v': {}}))
+    with pytest.raises(SystemExit, match="detection.json: expected mAP_a and mAP_v as"):
+        summary.summarize(run)
+    (run / 'detection.json').write_text('{"frame_acc": 1}')
+    with pytest.raises(SystemExit, match="detection.json: expected the JSON object of main_detect.py with mAP_a"):
+        summary.summarize(run)

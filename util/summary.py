@@ -7,7 +7,8 @@ top-1: every action weighs the same), then the best test top-1 over the epochs w
 chosen on the test set itself, so an optimistic figure), in %; the folder of a kNN evaluation (knn.json of
 main_knn.py) gives its one result as the last, for its first k, or for k = K with OUTPUT_DIR#K; the folder of a
 few-shot evaluation (fewshot.json of main_fewshot.py) gives the mean episode accuracy for its first shots, or for
-S shots with OUTPUT_DIR#S. Runs given under the same NAME (e.g. one per seed) are pooled
+S shots with OUTPUT_DIR#S; the folder of a detection run (detection.json of main_detect.py) gives its mAP_a at IoU
+0.5, or another with OUTPUT_DIR#mAP_v@0.3 (KIND@THETA). Runs given under the same NAME (e.g. one per seed) are pooled
 into one row: the mean, the sample standard deviation and the range of their last top-1, the mean and standard
 deviation of their last mean class accuracy, and the mean of their best top-1; an OUTPUT_DIR with a wildcard
 (quoted, e.g. "real_pku_output/*/XSub/linear_mamp") stands for every folder it matches.
@@ -39,6 +40,9 @@ def read_log(output_dir):
     return entries
 
 
+WRITERS = {'knn.json': 'main_knn.py', 'fewshot.json': 'main_fewshot.py', 'detection.json': 'main_detect.py'}
+
+
 def read_json(path, keys):
     """The JSON object in `path` (knn.json, fewshot.json), which must hold `keys`; fails naming the file."""
     try:
@@ -47,7 +51,7 @@ def read_json(path, keys):
             result[key]
         return result
     except (json.JSONDecodeError, KeyError, TypeError):
-        raise SystemExit(f"error: {path}: expected the JSON object of main_{path.stem}.py with {', '.join(keys)}")
+        raise SystemExit(f"error: {path}: expected the JSON object of {WRITERS[path.name]} with {', '.join(keys)}")
 
 
 def read_knn(path):
@@ -69,10 +73,18 @@ def pick(path, by, figure, what):
 
 
 def one_result(output_dir, figure):
-    """summarize() of a folder with one result, knn.json (main_knn.py) or fewshot.json (main_fewshot.py); None
-    for a folder with neither. `figure`: the k, or the shots, to read (None: the first)."""
+    """summarize() of a folder with one result, detection.json (main_detect.py), knn.json (main_knn.py) or
+    fewshot.json (main_fewshot.py); None for a folder with none. `figure`: the KIND@THETA, the k or the shots to
+    read (None: mAP_a@0.5, the first k, the first shots)."""
     knn, fewshot = Path(output_dir) / 'knn.json', Path(output_dir) / 'fewshot.json'
-    if knn.is_file():
+    detection = Path(output_dir) / 'detection.json'
+    if detection.is_file():
+        result = read_json(detection, ['mAP_a', 'mAP_v'])
+        if not all(isinstance(result[kind], dict) for kind in ('mAP_a', 'mAP_v')):
+            raise SystemExit(f"error: {detection}: expected mAP_a and mAP_v as {{IoU threshold: mAP}} objects")
+        by_figure = {f'{kind}@{theta}': value for kind in ('mAP_a', 'mAP_v') for theta, value in result[kind].items()}
+        last, mca = pick(detection, by_figure, figure or 'mAP_a@0.5', 'figure'), None
+    elif knn.is_file():
         result = read_knn(knn)
         by_k = result.get('by_k') or {str(result.get('knn_k')): {'acc1': result['knn_acc1'],
                                                                 'mean_class_acc': result.get('knn_mean_class_acc')}}
@@ -88,10 +100,10 @@ def one_result(output_dir, figure):
 def summarize(output_dir, figure=None):
     """{'last': top-1, 'last_mca': mean class accuracy, 'best': top-1, 'best_epoch', 'epochs'} of one run, from
     its log.txt: the last epoch's test accuracies and the best test top-1 over the epochs (chosen on the test
-    set, so an optimistic figure). A kNN or few-shot folder (knn.json or fewshot.json, no log.txt) has one
-    result, of the k or shots `figure` (default: the first): best, best_epoch and epochs None, and no mean class
-    accuracy for few-shot. last_mca is None for a log written before mean class accuracy was logged."""
-    if not (Path(output_dir) / 'log.txt').is_file():
+    set, so an optimistic figure). A detection, kNN or few-shot folder (detection.json; knn.json or fewshot.json
+    and no log.txt) has one result, of the KIND@THETA, k or shots `figure` (default: mAP_a@0.5, the first k or
+    shots): best, best_epoch and epochs None, and no mean class accuracy for detection and few-shot. last_mca is None for a log written before mean class accuracy was logged."""
+    if (Path(output_dir) / 'detection.json').is_file() or not (Path(output_dir) / 'log.txt').is_file():
         result = one_result(output_dir, figure)
         if result is not None:
             return result
