@@ -82,6 +82,16 @@ def test_pretrained_encoder_loads_unchanged_into_probe_and_fine_tune():
             assert torch.equal(own[key], mamp.state_dict()[key]), key
 
 
+def table_rows(tmp_path, benchmarks):
+    """{row name: its values split at spaces} of `bash scripts/real_pku.sh table` over tmp_path/out."""
+    result = subprocess.run(['bash', str(ROOT / 'scripts' / 'real_pku.sh'), 'table'], cwd=tmp_path,
+                            env={**os.environ, 'OUTPUT_ROOT': 'out', 'BENCHMARKS': benchmarks}, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return {name: values.split() for name, values in
+            (re.split(r'\s{2,}', line, maxsplit=1) for line in result.stdout.splitlines()[1:])}
+
+
 def test_table_pools_the_runs_of_every_seed(tmp_path):
     classification = ('linear_mamp', 'linear_mae', 'linear_random', 'finetune_mamp', 'scratch')
     for seed, run in enumerate(('20260101-000000', '20260101-000001')):
@@ -97,11 +107,7 @@ def test_table_pools_the_runs_of_every_seed(tmp_path):
                 else:
                     (folder / 'knn.json').write_text(json.dumps({'knn_acc1': top1,
                                                                  'knn_mean_class_acc': mean_class}) + '\n')
-    result = subprocess.run(['bash', str(ROOT / 'scripts' / 'real_pku.sh'), 'table'], cwd=tmp_path,
-                            env={**os.environ, 'OUTPUT_ROOT': 'out'}, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    rows = dict(re.split(r'\s{2,}', line, maxsplit=1) for line in result.stdout.splitlines()[1:])
-    rows = {name: values.split() for name, values in rows.items()}
+    rows = table_rows(tmp_path, 'XSub XView')
     assert len(rows) == 16 and not any((tmp_path / 'out').glob('*/data'))  # the table runs nothing
     # linear_mae is stage 1: XView (b = 1) gives 11 and 13 over the seeds, mean 12, sd sqrt(2); mean class
     # accuracy 5.5 and 7.5; best on test the one epoch's 11 and 13
@@ -129,12 +135,7 @@ def test_table_has_the_tuning_study_rows_of_the_runs_that_made_them(tmp_path):
     (run / 'finetune_tune').mkdir()
     (run / 'finetune_tune' / 'log.txt').write_text(json.dumps({'epoch': 3, 'test_acc1': 77.5,
                                                                'test_mean_class_acc': 33.0}) + '\n')
-    result = subprocess.run(['bash', str(ROOT / 'scripts' / 'real_pku.sh'), 'table'], cwd=tmp_path,
-                            env={**os.environ, 'OUTPUT_ROOT': 'out', 'BENCHMARKS': 'XSub'}, capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    rows = {name: values.split() for name, values in
-            (re.split(r'\s{2,}', line, maxsplit=1) for line in result.stdout.splitlines()[1:])}
+    rows = table_rows(tmp_path, 'XSub')
     assert list(rows) == ['XSub kNN after MAMP'] + [
         f'XSub tuning study: {protocol}, {encoder}' for protocol in ('kNN k=1', 'kNN k=20') for encoder in
         ('MAMP 20 epochs', 'MAMP 20 + tuning 5', 'MAMP 25 epochs')] + ['XSub tuning study: fine-tune, MAMP 20 + '
@@ -160,12 +161,7 @@ def test_table_has_the_detection_rows_of_every_seed(tmp_path):
                     'mAP_a': {str(t): base + t for t in (0.1, 0.3, 0.5, 0.7)},
                     'mAP_v': {str(t): base + 10 + t for t in (0.1, 0.3, 0.5, 0.7)}, 'frame_acc': 60.0}))
                 (folder / 'log.txt').write_text(json.dumps({'epoch': 0, 'train_loss': 1.0}) + '\n')
-    result = subprocess.run(['bash', str(ROOT / 'scripts' / 'real_pku.sh'), 'table'], cwd=tmp_path,
-                            env={**os.environ, 'OUTPUT_ROOT': 'out', 'BENCHMARKS': 'XView'}, capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    rows = {name: values.split() for name, values in
-            (re.split(r'\s{2,}', line, maxsplit=1) for line in result.stdout.splitlines()[1:])}
+    rows = table_rows(tmp_path, 'XView')
     assert list(rows) == [f'XView detection ({mode}) from {start}: {kind}@{theta}' for mode in ('linear', 'finetune')
                           for start in ('MAMP', 'random init') for kind in ('mAP_a', 'mAP_v')
                           for theta in (0.1, 0.3, 0.5)]
