@@ -155,9 +155,10 @@ def test_a_detection_folder_gives_its_map_not_its_log(tmp_path, capsys):
     with pytest.raises(SystemExit, match=r"detection.json: no figure mAP_v@0.7 \(it has mAP_a@0.1, mAP_a@0.5, "
                                          r"mAP_v@0.1, mAP_v@0.3\)"):
         summary.main([f'x={run}#mAP_v@0.7'])
-    (run / 'detection.json').write_text(json.dumps({'mAP_a': 4.0, 'mAP_v': {}}))
-    with pytest.raises(SystemExit, match="detection.json: expected mAP_a and mAP_v as"):
-        summary.summarize(run)
+    for damaged in ({'mAP_a': 4.0, 'mAP_v': {}}, {'mAP_a': {'0.5': 'high'}, 'mAP_v': {}}):
+        (run / 'detection.json').write_text(json.dumps(damaged))
+        with pytest.raises(SystemExit, match="detection.json: expected mAP_a and mAP_v as"):
+            summary.summarize(run)
     (run / 'detection.json').write_text('{"frame_acc": 1}')
     with pytest.raises(SystemExit, match="detection.json: expected the JSON object of main_detect.py with mAP_a"):
         summary.summarize(run)

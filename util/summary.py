@@ -80,7 +80,8 @@ def one_result(output_dir, figure):
     detection = Path(output_dir) / 'detection.json'
     if detection.is_file():
         result = read_json(detection, ['mAP_a', 'mAP_v'])
-        if not all(isinstance(result[kind], dict) for kind in ('mAP_a', 'mAP_v')):
+        if not all(isinstance(result[kind], dict) and all(isinstance(v, (int, float)) for v in result[kind].values())
+                   for kind in ('mAP_a', 'mAP_v')):
             raise SystemExit(f"error: {detection}: expected mAP_a and mAP_v as {{IoU threshold: mAP}} objects")
         by_figure = {f'{kind}@{theta}': value for kind in ('mAP_a', 'mAP_v') for theta, value in result[kind].items()}
         last, mca = pick(detection, by_figure, figure or 'mAP_a@0.5', 'figure'), None
@@ -102,7 +103,8 @@ def summarize(output_dir, figure=None):
     its log.txt: the last epoch's test accuracies and the best test top-1 over the epochs (chosen on the test
     set, so an optimistic figure). A detection, kNN or few-shot folder (detection.json; knn.json or fewshot.json
     and no log.txt) has one result, of the KIND@THETA, k or shots `figure` (default: mAP_a@0.5, the first k or
-    shots): best, best_epoch and epochs None, and no mean class accuracy for detection and few-shot. last_mca is None for a log written before mean class accuracy was logged."""
+    shots): best, best_epoch and epochs None, and no mean class accuracy for detection and few-shot. last_mca
+    is None for a log written before mean class accuracy was logged."""
     if (Path(output_dir) / 'detection.json').is_file() or not (Path(output_dir) / 'log.txt').is_file():
         result = one_result(output_dir, figure)
         if result is not None:
