@@ -434,6 +434,24 @@ def test_visualize_timeline_draws_true_and_predicted_rows(tmp_path):
     assert f'--proposals {proposals}' in message
 
 
+def test_timeline_legend_names_the_short_bars_and_leaves_the_axes_room(tmp_path):
+    """Bars too short for their name are named in a figure legend below the axes, one entry an action; with 9
+    such actions (3 legend rows) the axes keep their height and saving raises no layout warning."""
+    import warnings
+    from util.actions import action_names
+    from util.figures import save, timeline_figure
+    names = action_names('pku')
+    short = [(action, 100 * action, 100 * action + 20) for action in range(1, 10)]
+    fig = timeline_figure([('true', short + [(20, 1200, 1900)]), ('detected', short[:3])], names, 2000, 'recording')
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        save(fig, tmp_path / 'timeline.png')
+    legend = fig.legends[0]
+    assert [text.get_text() for text in legend.get_texts()] == [names[action - 1] for action in range(1, 10)]
+    assert names[19] in [text.get_text() for text in fig.axes[0].texts]  # the long bar is named on itself
+    assert fig.axes[0].get_position().height > 0.2
+
+
 @pytest.mark.slow
 def test_linear_mode_resumes_where_it_stopped(untrimmed, tmp_path):
     """Three epochs in one run, and two epochs then --auto_resume to three: the same weights and optimiser
