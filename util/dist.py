@@ -1,5 +1,7 @@
 """Distributed training: process-group set-up from torchrun's environment, rank queries, rank-0-only printing."""
+import atexit
 import builtins
+import gc
 import os
 
 import torch
@@ -67,6 +69,10 @@ def init_distributed_mode(device_type):
         attempt = os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')
         dist.init_process_group(backend=backend, store=dist.PrefixStore(f'attempt{attempt}/', store),
                                 world_size=world_size, rank=rank)
+        # A DDP step leaves reference cycles; freed during the interpreter's shutdown, they let gloo's threads
+        # abort a finished run now and then (SIGABRT, which torchrun reports as a failure). Collect them at
+        # exit while Python is still whole, on every way out (return, SystemExit).
+        atexit.register(gc.collect)
     setup_for_distributed(get_rank() == 0)
     return local_rank
 
